@@ -1,0 +1,129 @@
+"""commandbus: a durable command bus for Python on PostgreSQL.
+
+The async API lives here. The blocking facades of the ``commandbus-sync``
+distribution are re-exported lazily (``from commandbus import SyncCommandBus``):
+importing ``commandbus`` never imports ``commandbus_sync`` or anyio, nor starts a thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from commandbus._errors import (
+    BatchNotFoundError,
+    BusinessRuleError,
+    CommandBusError,
+    CommandNotFoundError,
+    ConfigurationError,
+    DuplicateCommandError,
+    HandlerAlreadyRegisteredError,
+    HandlerError,
+    InvalidOperationError,
+    PermanentCommandError,
+    ProcessNotFoundError,
+    TransientCommandError,
+    ValidationError,
+)
+from commandbus.bus import CommandBus
+from commandbus.migrations import migrate, migration_sql
+from commandbus.models import (
+    AuditEvent,
+    Command,
+    CommandMetadata,
+    CommandStatus,
+    Reply,
+    ReplyOutcome,
+    SendRequest,
+    SendResult,
+    TroubleshootingItem,
+)
+
+if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
+    from commandbus_sync import (
+        SyncCommandBus,
+        SyncProcessReplyRouter,
+        SyncRuntime,
+        SyncTroubleshootingQueue,
+        SyncWorker,
+        configure,
+    )
+
+__version__ = "0.1.0"
+
+#: Names resolved on first use from the optional ``commandbus-sync`` distribution.
+_SYNC_NAMES = (
+    "SyncRuntime",
+    "SyncCommandBus",
+    "SyncWorker",
+    "SyncTroubleshootingQueue",
+    "SyncProcessReplyRouter",
+    "configure",
+)
+
+_SYNC_MISSING = (
+    "{name} is part of the synchronous companion, which is not installed. "
+    'Install it with: pip install "commandbus[sync]"'
+)
+
+__all__ = [
+    "AuditEvent",
+    "BatchNotFoundError",
+    "BusinessRuleError",
+    "Command",
+    "CommandBus",
+    "CommandBusError",
+    "CommandMetadata",
+    "CommandNotFoundError",
+    "CommandStatus",
+    "ConfigurationError",
+    "DuplicateCommandError",
+    "HandlerAlreadyRegisteredError",
+    "HandlerError",
+    "InvalidOperationError",
+    "PermanentCommandError",
+    "ProcessNotFoundError",
+    "Reply",
+    "ReplyOutcome",
+    "SendRequest",
+    "SendResult",
+    "TransientCommandError",
+    "TroubleshootingItem",
+    "ValidationError",
+    "migrate",
+    "migration_sql",
+    # lazy, from commandbus-sync:
+    "SyncCommandBus",
+    "SyncProcessReplyRouter",
+    "SyncRuntime",
+    "SyncTroubleshootingQueue",
+    "SyncWorker",
+    "configure",
+]
+
+
+def _load_sync() -> Any:
+    try:
+        return importlib.import_module("commandbus_sync")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("commandbus_sync", "anyio"):
+            raise
+        raise ImportError(_SYNC_MISSING.format(name="commandbus.sync"), name=exc.name) from exc
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SYNC_NAMES:
+        try:
+            module = _load_sync()
+        except ImportError as exc:
+            raise ImportError(_SYNC_MISSING.format(name=name), name="commandbus_sync") from exc
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name == "sync":
+        return importlib.import_module("commandbus.sync")
+    raise AttributeError(f"module 'commandbus' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

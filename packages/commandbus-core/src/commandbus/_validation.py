@@ -1,0 +1,123 @@
+"""Input checks done before anything is written. Each error names its field."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from commandbus._errors import ValidationError
+from commandbus.models import CommandStatus
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "check_delay",
+    "check_json_object",
+    "check_max_attempts",
+    "check_name",
+    "check_paging",
+    "check_status",
+    "require_uuid",
+    "check_schema",
+    "check_uuid",
+    "dump_json_object",
+]
+
+MAX_NAME_LENGTH = 128
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def check_name(field: str, value: object) -> str:
+    """Domains, command types and queue names: ``[A-Za-z0-9_.-]``, 1..128 characters."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if not value:
+        raise ValidationError(field, "must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValidationError(field, f"must be at most {MAX_NAME_LENGTH} characters")
+    if not _NAME.match(value):
+        raise ValidationError(field, f"{value!r} may contain only letters, digits, '_', '.', '-'")
+    return value
+
+
+def check_schema(value: object) -> str:
+    if not isinstance(value, str) or not _SCHEMA.match(value):
+        raise ValidationError(
+            "schema", f"{value!r} is not a valid schema name (letters, digits, '_'; max 63)"
+        )
+    return value
+
+
+def check_uuid(field: str, value: object, *, optional: bool = False) -> uuid.UUID | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, uuid.UUID):
+        raise ValidationError(field, f"must be a uuid.UUID, got {type(value).__name__}")
+    return value
+
+
+def dump_json_object(field: str, value: object) -> str:
+    """Serialise a JSON object once; the text goes to PostgreSQL as jsonb."""
+    check_json_object(field, value)
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(field, f"is not JSON-serialisable: {exc}") from None
+
+
+def check_json_object(field: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationError(field, f"must be a JSON object (dict), got {type(value).__name__}")
+    return value
+
+
+def check_delay(value: object) -> float:
+    """Seconds (int/float) or a timedelta; None means now."""
+    if value is None:
+        return 0.0
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValidationError(
+            "delay", f"must be seconds or a timedelta, got {type(value).__name__}"
+        )
+    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
+        raise ValidationError("delay", f"must be a finite, non-negative duration, got {value!r}")
+    return seconds
+
+
+def check_max_attempts(value: object, default: int) -> int:
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError("max_attempts", f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def require_uuid(field: str, value: object) -> uuid.UUID:
+    checked = check_uuid(field, value)
+    assert checked is not None
+    return checked
+
+
+def check_status(value: object) -> str:
+    try:
+        return CommandStatus(value).value
+    except ValueError:
+        allowed = ", ".join(s.value for s in CommandStatus)
+        raise ValidationError("status", f"{value!r} is not one of {allowed}") from None
+
+
+def check_paging(limit: object, offset: object) -> dict[str, int]:
+    """``limit`` 1..10000 and ``offset`` >= 0, as query parameters."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
+        raise ValidationError("limit", f"must be an integer between 1 and 10000, got {limit!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValidationError("offset", f"must be a non-negative integer, got {offset!r}")
+    return {"limit": limit, "offset": offset}

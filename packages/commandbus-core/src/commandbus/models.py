@@ -1,0 +1,140 @@
+"""Value objects that cross the public boundary: frozen, typed, cheap to build."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "AuditEvent",
+    "Command",
+    "CommandMetadata",
+    "CommandStatus",
+    "Reply",
+    "ReplyOutcome",
+    "SendRequest",
+    "SendResult",
+    "TroubleshootingItem",
+]
+
+
+class CommandStatus(StrEnum):
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    IN_TROUBLESHOOTING_QUEUE = "IN_TROUBLESHOOTING_QUEUE"
+
+
+class ReplyOutcome(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One command to send; the bulk path (:meth:`CommandBus.send_batch`) takes many."""
+
+    domain: str
+    command_type: str
+    command_id: uuid.UUID
+    data: dict[str, Any]
+    correlation_id: uuid.UUID | None = None
+    reply_to: str | None = None
+    max_attempts: int | None = None
+    delay: float | timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    command_id: uuid.UUID
+    msg_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """What a handler receives."""
+
+    domain: str
+    command_type: str
+    command_id: uuid.UUID
+    data: dict[str, Any]
+    correlation_id: uuid.UUID | None = None
+    reply_to: str | None = None
+    batch_id: uuid.UUID | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandMetadata:
+    """The system-of-record view of a command."""
+
+    domain: str
+    command_id: uuid.UUID
+    command_type: str
+    status: CommandStatus
+    attempts: int
+    max_attempts: int
+    data: dict[str, Any]
+    correlation_id: uuid.UUID | None
+    reply_to: str | None
+    batch_id: uuid.UUID | None
+    result: dict[str, Any] | None
+    last_error_type: str | None
+    last_error_code: str | None
+    last_error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    audit_id: int
+    domain: str
+    command_id: uuid.UUID
+    event_type: str
+    details: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The outcome of a command, delivered to the queue named in its ``reply_to``."""
+
+    msg_id: int
+    queue: str
+    domain: str
+    command_id: uuid.UUID
+    command_type: str
+    correlation_id: uuid.UUID | None
+    outcome: ReplyOutcome
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    read_count: int = 1
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TroubleshootingItem:
+    domain: str
+    command_id: uuid.UUID
+    command_type: str
+    data: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    last_error_type: str | None
+    last_error_code: str | None
+    last_error_message: str | None
+    last_error_traceback: str | None
+    correlation_id: uuid.UUID | None
+    reply_to: str | None
+    batch_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)

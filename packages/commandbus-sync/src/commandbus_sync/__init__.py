@@ -1,0 +1,3 @@
+"""commandbus_sync: blocking facades over the async commandbus core (work in progress)."""
+
+__all__: list[str] = []
