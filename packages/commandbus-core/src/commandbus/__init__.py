@@ -26,6 +26,7 @@ from commandbus._errors import (
     ValidationError,
 )
 from commandbus.bus import CommandBus
+from commandbus.handlers import HandlerContext, HandlerRegistry, handler
 from commandbus.migrations import migrate, migration_sql
 from commandbus.models import (
     AuditEvent,
@@ -38,6 +39,8 @@ from commandbus.models import (
     SendResult,
     TroubleshootingItem,
 )
+from commandbus.retry import RetryPolicy
+from commandbus.worker import Worker
 
 if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
     from commandbus_sync import (
@@ -79,17 +82,22 @@ __all__ = [
     "ConfigurationError",
     "DuplicateCommandError",
     "HandlerAlreadyRegisteredError",
+    "HandlerContext",
+    "HandlerRegistry",
     "HandlerError",
     "InvalidOperationError",
     "PermanentCommandError",
     "ProcessNotFoundError",
     "Reply",
     "ReplyOutcome",
+    "RetryPolicy",
     "SendRequest",
     "SendResult",
     "TransientCommandError",
     "TroubleshootingItem",
     "ValidationError",
+    "Worker",
+    "handler",
     "migrate",
     "migration_sql",
     # lazy, from commandbus-sync:

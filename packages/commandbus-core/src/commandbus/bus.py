@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import _sql
 from commandbus._db import transaction
 from commandbus._rows import audit_event, command_metadata
-from commandbus._send import prepare_send
+from commandbus._send import PreparedSend, prepare_send
 from commandbus._validation import (
     check_max_attempts,
     check_name,
@@ -84,6 +84,11 @@ class CommandBus:
             default_max_attempts=self.default_max_attempts,
             batch_id=batch_id,
         )
+        return await self._execute_send(prepared, conn)
+
+    async def _execute_send(
+        self, prepared: PreparedSend, conn: AsyncConnection | None
+    ) -> list[SendResult]:
         async with transaction(self.pool, conn) as tx:
             cur = await tx.execute(prepared.query, prepared.params)
             return prepared.results(await cur.fetchall())

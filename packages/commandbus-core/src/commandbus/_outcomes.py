@@ -1,0 +1,167 @@
+"""Pure rules that turn a handler's return value or exception into a recorded outcome.
+
+No I/O here: the worker executes the resulting rows with ``sql/queries/finish.sql``.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from commandbus._channels import reply_channel
+from commandbus._errors import BusinessRuleError, HandlerError, PermanentCommandError
+from commandbus.models import Command, CommandStatus, ReplyOutcome
+from commandbus.retry import RetryPolicy
+
+__all__ = ["Lease", "Outcome", "finish_params", "outcome_for_error", "outcome_for_result"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A message this worker holds: ownership is ``(msg_id, read_ct)``."""
+
+    msg_id: int
+    read_ct: int
+    command: Command
+    attempt: int
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    lease: Lease
+    status: CommandStatus
+    event_type: str
+    details: dict[str, Any]
+    result: str | None = None
+    error_type: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    retry_delay: float | None = None
+    reply_outcome: ReplyOutcome | None = None
+
+
+def outcome_for_result(lease: Lease, result: object) -> Outcome:
+    """A handler returned: COMPLETED with its result, or a permanent error if unusable."""
+    if result is not None and not isinstance(result, dict):
+        return _troubleshoot(
+            lease, "InvalidResult", "INVALID_RESULT",
+            f"handler returned {type(result).__name__}; expected dict or None", None,
+        )
+    try:
+        text = None if result is None else json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return _troubleshoot(
+            lease, "InvalidResult", "INVALID_RESULT", f"result is not JSON-serialisable: {exc}", None
+        )
+    return Outcome(
+        lease,
+        CommandStatus.COMPLETED,
+        "COMPLETED",
+        {"attempt": lease.attempt},
+        result=text,
+        reply_outcome=ReplyOutcome.SUCCESS,
+    )
+
+
+def outcome_for_error(lease: Lease, exc: BaseException, policy: RetryPolicy) -> Outcome:
+    """Business rule → FAILED; permanent → troubleshooting; anything else → retry or TSQ."""
+    code = exc.code if isinstance(exc, HandlerError) else type(exc).__name__
+    message = exc.message if isinstance(exc, HandlerError) else str(exc)
+    tb = "".join(traceback.format_exception(exc))
+    error_type = type(exc).__name__
+    if isinstance(exc, BusinessRuleError):
+        return Outcome(
+            lease,
+            CommandStatus.FAILED,
+            "FAILED",
+            {"attempt": lease.attempt, "code": code, "message": message, **exc.details},
+            error_type=error_type,
+            error_code=code,
+            error_message=message,
+            reply_outcome=ReplyOutcome.FAILED,
+        )
+    if isinstance(exc, PermanentCommandError) or lease.attempt >= lease.max_attempts:
+        return _troubleshoot(lease, error_type, code, message, tb)
+    delay = policy.delay_after(lease.attempt)
+    return Outcome(
+        lease,
+        CommandStatus.PENDING,
+        "RETRY_SCHEDULED",
+        {"attempt": lease.attempt, "delay": delay, "error_type": error_type, "code": code,
+         "message": message},
+        error_type=error_type,
+        error_code=code,
+        error_message=message,
+        error_traceback=tb,
+        retry_delay=delay,
+    )
+
+
+def outcome_for_exhausted(lease: Lease) -> Outcome:
+    """Leased more times than allowed (a poison message that kills or outlives workers)."""
+    return _troubleshoot(
+        lease,
+        "AttemptsExhausted",
+        "ATTEMPTS_EXHAUSTED",
+        f"leased {lease.attempt} times with max_attempts={lease.max_attempts}: earlier attempts "
+        "never finished (worker died or the handler overran its lease)",
+        None,
+    )
+
+
+def outcome_for_missing_handler(lease: Lease) -> Outcome:
+    cmd = lease.command
+    return _troubleshoot(
+        lease,
+        "HandlerNotFound",
+        "NO_HANDLER",
+        f"no handler registered for ({cmd.domain!r}, {cmd.command_type!r})",
+        None,
+    )
+
+
+def _troubleshoot(
+    lease: Lease, error_type: str, code: str, message: str, tb: str | None
+) -> Outcome:
+    return Outcome(
+        lease,
+        CommandStatus.IN_TROUBLESHOOTING_QUEUE,
+        "MOVED_TO_TROUBLESHOOTING_QUEUE",
+        {"attempt": lease.attempt, "error_type": error_type, "code": code, "message": message},
+        error_type=error_type,
+        error_code=code,
+        error_message=message,
+        error_traceback=tb,
+    )
+
+
+def finish_params(outcomes: Sequence[Outcome], *, schema: str, domain: str) -> dict[str, Any]:
+    """Column arrays for ``finish.sql``; one NOTIFY per reply queue that gets a reply."""
+    channels = {
+        reply_channel(schema, o.lease.command.reply_to)
+        for o in outcomes
+        if o.reply_outcome is not None and o.lease.command.reply_to
+    }
+    return {
+        "domain": domain,
+        "msg_id": [o.lease.msg_id for o in outcomes],
+        "read_ct": [o.lease.read_ct for o in outcomes],
+        "command_id": [o.lease.command.command_id for o in outcomes],
+        "status": [o.status.value for o in outcomes],
+        "result": [o.result for o in outcomes],
+        "error_type": [o.error_type for o in outcomes],
+        "error_code": [o.error_code for o in outcomes],
+        "error_message": [o.error_message for o in outcomes],
+        "error_traceback": [o.error_traceback for o in outcomes],
+        "retry_delay": [o.retry_delay for o in outcomes],
+        "event_type": [o.event_type for o in outcomes],
+        "details": [json.dumps(o.details, default=str) for o in outcomes],
+        "reply_outcome": [None if o.reply_outcome is None else o.reply_outcome.value
+                          for o in outcomes],
+        "channels": sorted(channels),
+    }

@@ -1,0 +1,139 @@
+"""Handler registration and the context a handler receives.
+
+A handler is ``async def h(command, ctx) -> dict | None`` or a plain ``def`` with the
+same signature; plain functions run in the worker's bounded thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from commandbus._errors import ConfigurationError, HandlerAlreadyRegisteredError
+from commandbus._validation import check_name
+from commandbus.models import Command
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+__all__ = ["Handler", "HandlerContext", "HandlerRegistry", "handler"]
+
+HandlerResult = dict[str, Any] | None
+Handler = Callable[[Command, "HandlerContext"], Awaitable[HandlerResult] | HandlerResult]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "__commandbus_handler__"
+
+
+def handler(domain: str, command_type: str) -> Callable[[F], F]:
+    """Mark a method as a handler; ``HandlerRegistry.register_instance(obj)`` finds it."""
+    check_name("domain", domain)
+    check_name("command_type", command_type)
+
+    def mark(fn: F) -> F:
+        setattr(fn, _MARK, (domain, command_type))
+        return fn
+
+    return mark
+
+
+class HandlerRegistry:
+    """Maps ``(domain, command_type)`` to exactly one handler."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[tuple[str, str], Handler] = {}
+
+    def register(self, domain: str, command_type: str, fn: Handler) -> None:
+        key = (check_name("domain", domain), check_name("command_type", command_type))
+        if not callable(fn):
+            raise ConfigurationError(f"handler for {key} is not callable: {fn!r}")
+        if key in self._handlers:
+            raise HandlerAlreadyRegisteredError(*key)
+        self._handlers[key] = fn
+
+    def handler(self, domain: str, command_type: str) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`."""
+
+        def register(fn: F) -> F:
+            self.register(domain, command_type, fn)
+            return fn
+
+        return register
+
+    def register_instance(self, obj: object) -> list[tuple[str, str]]:
+        """Register every method of ``obj`` marked with :func:`handler`; returns their keys."""
+        found = []
+        for name in dir(type(obj)):
+            attr = getattr(type(obj), name, None)
+            key = getattr(attr, _MARK, None)
+            if key is not None:
+                self.register(key[0], key[1], getattr(obj, name))
+                found.append(key)
+        return found
+
+    def get(self, domain: str, command_type: str) -> Handler | None:
+        return self._handlers.get((domain, command_type))
+
+    def domains(self) -> set[str]:
+        return {d for d, _ in self._handlers}
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+def is_async_handler(fn: Handler) -> bool:
+    target = getattr(fn, "__call__", fn) if not inspect.isroutine(fn) else fn  # noqa: B004
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
+
+
+class HandlerContext:
+    """What a handler may use besides the command: attempt info, lease, and a transaction.
+
+    ``ctx.conn`` (async handlers) is the worker's own connection. If the handler runs
+    any statement on it, the command's outcome is recorded in that same transaction:
+    its writes commit atomically with "completed", or roll back with a failure.
+    """
+
+    def __init__(
+        self,
+        *,
+        attempt: int,
+        max_attempts: int,
+        msg_id: int,
+        extend: Callable[[float], Awaitable[None]],
+        loop: asyncio.AbstractEventLoop,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.msg_id = msg_id
+        self._extend = extend
+        self._loop = loop
+        self._conn = conn
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    async def extend_visibility(self, seconds: float) -> None:
+        """Keep the lease for ``seconds`` more from now (for long-running work)."""
+        await self._extend(seconds)
+
+    def extend_visibility_sync(self, seconds: float) -> None:
+        """Blocking twin of :meth:`extend_visibility` for plain-``def`` handlers."""
+        asyncio.run_coroutine_threadsafe(self._extend(seconds), self._loop).result()
+
+    @property
+    def conn(self) -> AsyncConnection:
+        """The transaction shared with the outcome record (async handlers only)."""
+        if self._conn is None:
+            raise ConfigurationError(
+                "ctx.conn is only available to async handlers: a plain-def handler runs in "
+                "a thread and cannot use the worker's AsyncConnection (open your own)"
+            )
+        return self._conn

@@ -1,0 +1,57 @@
+-- finish: record the outcomes of many leased commands in one statement.
+-- A row counts only if its lease is still ours (same msg_id and read_ct): a handler that
+-- overran its lease cannot finish a command another worker has leased since.
+-- retry_delay NULL: the message is done (deleted); otherwise it becomes visible again later.
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        %(msg_id)s::bigint[], %(read_ct)s::int[], %(command_id)s::uuid[], %(status)s::text[],
+        %(result)s::text[], %(error_type)s::text[], %(error_code)s::text[],
+        %(error_message)s::text[], %(error_traceback)s::text[], %(retry_delay)s::float8[],
+        %(event_type)s::text[], %(details)s::text[], %(reply_outcome)s::text[]
+    ) AS t(msg_id, read_ct, command_id, status, result, error_type, error_code, error_message,
+           error_traceback, retry_delay, event_type, details, reply_outcome)
+), released AS (
+    DELETE FROM {schema}.queue q
+    USING input i
+    WHERE q.msg_id = i.msg_id AND q.read_ct = i.read_ct AND i.retry_delay IS NULL
+    RETURNING q.msg_id
+), rescheduled AS (
+    UPDATE {schema}.queue q
+    SET vt = now() + make_interval(secs => i.retry_delay)
+    FROM input i
+    WHERE q.msg_id = i.msg_id AND q.read_ct = i.read_ct AND i.retry_delay IS NOT NULL
+    RETURNING q.msg_id
+), owned AS (
+    SELECT i.*
+    FROM input i
+    JOIN (SELECT msg_id FROM released UNION ALL SELECT msg_id FROM rescheduled) o USING (msg_id)
+), cmd AS (
+    UPDATE {schema}.commands c
+    SET status = o.status,
+        result = o.result::jsonb,
+        last_error_type = COALESCE(o.error_type, c.last_error_type),
+        last_error_code = COALESCE(o.error_code, c.last_error_code),
+        last_error_message = COALESCE(o.error_message, c.last_error_message),
+        last_error_traceback = COALESCE(o.error_traceback, c.last_error_traceback),
+        updated_at = now()
+    FROM owned o
+    WHERE c.domain = %(domain)s AND c.command_id = o.command_id
+    RETURNING c.command_id, c.command_type, c.correlation_id, c.reply_to, o.result,
+              o.reply_outcome, o.error_code, o.error_message, o.event_type, o.details
+), rep AS (
+    INSERT INTO {schema}.replies
+        (queue, domain, command_id, command_type, correlation_id, outcome, result,
+         error_code, error_message)
+    SELECT reply_to, %(domain)s, command_id, command_type, correlation_id, reply_outcome,
+           result::jsonb, error_code, error_message
+    FROM cmd
+    WHERE reply_to IS NOT NULL AND reply_outcome IS NOT NULL
+), aud AS (
+    INSERT INTO {schema}.audit (domain, command_id, event_type, details)
+    SELECT %(domain)s, command_id, event_type, details::jsonb
+    FROM cmd
+)
+SELECT cmd.command_id,
+       (SELECT count(pg_notify(c, '')) FROM unnest(%(channels)s::text[]) AS c) AS notified
+FROM cmd

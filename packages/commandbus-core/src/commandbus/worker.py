@@ -1,0 +1,391 @@
+"""Worker: leases commands of one domain and runs their handlers.
+
+Delivery is at-least-once. A lease (``visibility_timeout``) hides a message from other
+workers; ownership is checked when the outcome is recorded, so a handler that overran
+its lease cannot finish a command another worker has leased since. Outcomes of handlers
+that did not use ``ctx.conn`` are recorded in batches by one completer task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import _sql
+from commandbus._channels import command_channel
+from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
+from commandbus._listener import listen
+from commandbus._outcomes import (
+    Lease,
+    Outcome,
+    finish_params,
+    outcome_for_error,
+    outcome_for_exhausted,
+    outcome_for_missing_handler,
+    outcome_for_result,
+)
+from commandbus._validation import check_name, check_schema
+from commandbus.handlers import HandlerContext, HandlerRegistry, is_async_handler
+from commandbus.models import Command, CommandStatus
+from commandbus.retry import RetryPolicy
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("commandbus.worker")
+
+#: Most outcomes recorded by one statement; larger batches stop paying off.
+_FINISH_BATCH = 200
+#: Most messages leased by one statement.
+_FETCH_BATCH = 200
+
+
+class Worker:
+    """Runs handlers for one domain until :meth:`stop` (or cancellation)."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        domain: str,
+        registry: HandlerRegistry,
+        concurrency: int = 10,
+        visibility_timeout: float = 30,
+        poll_interval: float = 1.0,
+        retry_policy: RetryPolicy | None = None,
+        use_notify: bool = True,
+        thread_pool_size: int | None = None,
+        schema: str = "commandbus",
+    ) -> None:
+        self.pool = pool
+        self.domain = check_name("domain", domain)
+        self.registry = registry
+        self.concurrency = _positive_int("concurrency", concurrency)
+        self.visibility_timeout = _positive_number("visibility_timeout", visibility_timeout)
+        self.poll_interval = _positive_number("poll_interval", poll_interval)
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.use_notify = use_notify
+        self.thread_pool_size = (
+            self.concurrency if thread_pool_size is None
+            else _positive_int("thread_pool_size", thread_pool_size)
+        )
+        self.schema = check_schema(schema)
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        #: Set once the worker listens for notifications and polls (useful in tests).
+        self.ready = asyncio.Event()
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("received", "completed", "failed", "retried", "troubleshooting", "lease_lost"), 0
+        )
+        self._running = False
+        self._stopping = False
+        self._stop_timeout: float | None = None
+        self._stopped = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._pending_ready = asyncio.Event()
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def required_connections(self) -> int:
+        """Connections this worker may hold at once: one per handler, plus the listener."""
+        return self.concurrency + (1 if self.use_notify else 0)
+
+    async def run(self) -> None:
+        """Process commands until :meth:`stop` is called or the task is cancelled."""
+        if self._running:
+            raise InvalidOperationError("this worker is running already")
+        self._check_pool()
+        self._running = True
+        self._stopping = False
+        self._stopped.clear()
+        self._executor = ThreadPoolExecutor(
+            self.thread_pool_size, thread_name_prefix=f"commandbus-{self.domain}"
+        )
+        listener_ready = asyncio.Event()
+        background: list[asyncio.Task[None]] = [asyncio.create_task(self._complete_loop())]
+        try:
+            if self.use_notify:
+                channel = command_channel(self.schema, self.domain)
+                background.append(
+                    asyncio.create_task(listen(self.pool, channel, self._wake, listener_ready))
+                )
+                await _wait_first(listener_ready.wait(), background[-1])
+            self.ready.set()
+            await self._fetch_loop()
+            await self._drain(self._stop_timeout)
+        finally:
+            await self._shutdown(background)
+
+    async def stop(self, timeout: float | None = 30) -> None:
+        """Stop taking work; let in-flight handlers finish for up to ``timeout`` seconds.
+
+        Handlers still running after the timeout are cancelled and their commands are
+        redelivered when their lease expires. Returns once nothing of the worker is left.
+        """
+        if not self._running:
+            return
+        self._stop_timeout = timeout
+        self._stopping = True
+        self._wake.set()
+        self._slot_freed.set()
+        await self._stopped.wait()
+
+    # -- fetching ------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        while not self._stopping:
+            free = self.concurrency - len(self._in_flight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()
+            try:
+                leases = await self._dequeue(min(free, _FETCH_BATCH))
+            except Exception:
+                log.exception("dequeue failed for domain %r; retrying", self.domain)
+                leases = []
+            for lease in leases:
+                task = asyncio.create_task(self._process(lease))
+                self._in_flight.add(task)
+                task.add_done_callback(self._on_task_done)
+            if len(leases) < free:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def _dequeue(self, limit: int) -> list[Lease]:
+        params = {
+            "domain": self.domain,
+            "limit": limit,
+            "lease": self.visibility_timeout,
+            "worker": self.name,
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_sql.query("dequeue", self.schema), params)
+            rows = await cur.fetchall()
+        self.stats["received"] += len(rows)
+        return [_lease(self.domain, row) for row in rows]
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("unexpected worker error", exc_info=task.exception())
+
+    # -- running handlers ----------------------------------------------------------
+
+    async def _process(self, lease: Lease) -> None:
+        if lease.attempt > lease.max_attempts:
+            await self._record(outcome_for_exhausted(lease))
+            return
+        handler = self.registry.get(self.domain, lease.command.command_type)
+        if handler is None:
+            await self._record(outcome_for_missing_handler(lease))
+            return
+        if is_async_handler(handler):
+            outcome = await self._run_async(handler, lease)
+        else:
+            outcome = await self._run_in_thread(handler, lease)
+        if outcome is not None:
+            await self._record(outcome)
+
+    async def _run_async(self, handler: Any, lease: Lease) -> Outcome | None:
+        """Run on a pool connection; if the handler used it, record the outcome there too."""
+        async with self.pool.connection() as conn:
+            ctx = self._context(lease, conn)
+            try:
+                outcome = outcome_for_result(lease, await handler(lease.command, ctx))
+            except Exception as exc:
+                outcome = outcome_for_error(lease, exc, self.retry_policy)
+            status = conn.info.transaction_status
+            if status == TransactionStatus.IDLE:
+                return outcome
+            if status == TransactionStatus.INTRANS and outcome.status == CommandStatus.COMPLETED:
+                try:
+                    await self._finish(conn, [outcome])
+                    await conn.commit()
+                    return None
+                except Exception as exc:
+                    outcome = outcome_for_error(lease, exc, self.retry_policy)
+            elif status == TransactionStatus.INERROR and outcome.status == CommandStatus.COMPLETED:
+                outcome = outcome_for_error(
+                    lease,
+                    RuntimeError("the handler's transaction on ctx.conn failed"),
+                    self.retry_policy,
+                )
+            await conn.rollback()
+            return outcome
+
+    async def _run_in_thread(self, handler: Any, lease: Lease) -> Outcome:
+        assert self._executor is not None
+        ctx = self._context(lease, None)
+        call = functools.partial(contextvars.copy_context().run, handler, lease.command, ctx)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except Exception as exc:
+            return outcome_for_error(lease, exc, self.retry_policy)
+        return outcome_for_result(lease, result)
+
+    def _context(self, lease: Lease, conn: AsyncConnection | None) -> HandlerContext:
+        return HandlerContext(
+            attempt=lease.attempt,
+            max_attempts=lease.max_attempts,
+            msg_id=lease.msg_id,
+            extend=functools.partial(self._extend_lease, lease),
+            loop=asyncio.get_running_loop(),
+            conn=conn,
+        )
+
+    async def _extend_lease(self, lease: Lease, seconds: float) -> None:
+        seconds = _positive_number("seconds", seconds)
+        params = {"msg_id": lease.msg_id, "read_ct": lease.read_ct, "seconds": seconds}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_sql.query("extend_lease", self.schema), params)
+            if await cur.fetchone() is None:
+                raise InvalidOperationError(
+                    f"lease on command {lease.command.command_id} was lost: it expired and "
+                    "another worker has leased it"
+                )
+
+    # -- recording outcomes --------------------------------------------------------
+
+    async def _record(self, outcome: Outcome) -> None:
+        """Hand the outcome to the completer and wait until it is committed."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, done))
+        self._pending_ready.set()
+        await done
+
+    async def _complete_loop(self) -> None:
+        while True:
+            await self._pending_ready.wait()
+            self._pending_ready.clear()
+            while self._pending:
+                batch = self._pending[:_FINISH_BATCH]
+                del self._pending[:_FINISH_BATCH]
+                try:
+                    async with self.pool.connection() as conn:
+                        await self._finish(conn, [o for o, _ in batch])
+                except Exception as exc:
+                    log.exception("recording %d outcomes failed; leases will expire", len(batch))
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(True)
+
+    async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
+        params = finish_params(outcomes, schema=self.schema, domain=self.domain)
+        cur = await conn.execute(_sql.query("finish", self.schema), params)
+        finished = {row[0] for row in await cur.fetchall()}
+        for outcome in outcomes:
+            if outcome.lease.command.command_id not in finished:
+                self.stats["lease_lost"] += 1
+                log.warning(
+                    "command %s: lease lost before its outcome (%s) was recorded; "
+                    "it will be (or was) redelivered",
+                    outcome.lease.command.command_id,
+                    outcome.event_type,
+                )
+            else:
+                self.stats[_STAT[outcome.event_type]] += 1
+
+    # -- stopping ------------------------------------------------------------------
+
+    async def _drain(self, timeout: float | None) -> None:
+        if self._in_flight:
+            _, still_running = await asyncio.wait(set(self._in_flight), timeout=timeout)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running)
+
+    async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
+        try:
+            for task in list(self._in_flight):
+                task.cancel()
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            for _, done in self._pending:
+                done.cancel()
+            self._pending.clear()
+        finally:
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+                await asyncio.to_thread(executor.shutdown, True)
+            self._running = False
+            self.ready.clear()
+            self._stopped.set()
+
+    def _check_pool(self) -> None:
+        max_size = getattr(self.pool, "max_size", None)
+        if not isinstance(self.pool, AsyncConnectionPool) or max_size is None:
+            raise ConfigurationError(
+                f"Worker needs a psycopg_pool.AsyncConnectionPool, got {type(self.pool).__name__}"
+            )
+        needed = self.required_connections()
+        if max_size < needed:
+            raise ConfigurationError(
+                f"pool max_size={max_size} cannot serve this worker: concurrency="
+                f"{self.concurrency} handlers + {needed - self.concurrency} listener connection "
+                f"need {needed}. Raise the pool's max_size to at least {needed} "
+                "(plus what the rest of the process uses) or lower concurrency."
+            )
+
+
+_STAT = {
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "RETRY_SCHEDULED": "retried",
+    "MOVED_TO_TROUBLESHOOTING_QUEUE": "troubleshooting",
+}
+
+
+def _lease(domain: str, row: Sequence[Any]) -> Lease:
+    msg_id, read_ct, command_id, command_type, data, correlation_id, reply_to, batch_id = row[:8]
+    created_at, attempts, max_attempts = row[8:11]
+    command = Command(
+        domain, command_type, command_id, data, correlation_id, reply_to, batch_id, created_at
+    )
+    return Lease(msg_id, read_ct, command, attempts, max_attempts)
+
+
+async def _wait_first(awaitable: Any, watched: asyncio.Task[None]) -> None:
+    """Await ``awaitable``, but surface the error if ``watched`` dies first."""
+    waiter = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({waiter, watched}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+        watched.result()
+
+
+def _positive_int(field: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError(field, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_number(field: str, value: object) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
+    return float(value)
