@@ -39,7 +39,9 @@ from commandbus.models import (
     SendResult,
     TroubleshootingItem,
 )
+from commandbus.replies import ReplyQueue, read_replies
 from commandbus.retry import RetryPolicy
+from commandbus.troubleshooting import TroubleshootingQueue
 from commandbus.worker import Worker
 
 if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
@@ -90,15 +92,18 @@ __all__ = [
     "ProcessNotFoundError",
     "Reply",
     "ReplyOutcome",
+    "ReplyQueue",
     "RetryPolicy",
     "SendRequest",
     "SendResult",
     "TransientCommandError",
     "TroubleshootingItem",
+    "TroubleshootingQueue",
     "ValidationError",
     "Worker",
     "handler",
     "migrate",
+    "read_replies",
     "migration_sql",
     # lazy, from commandbus-sync:
     "SyncCommandBus",

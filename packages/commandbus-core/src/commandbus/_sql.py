@@ -19,7 +19,7 @@ _PACKAGE = "commandbus.sql"
 
 def render(template: str, schema: str) -> bytes:
     """Render a template with ``{schema}`` replaced by the quoted identifier."""
-    composed = sql.SQL(template).format(schema=sql.Identifier(schema))  # type: ignore[arg-type]
+    composed = sql.SQL(template).format(schema=sql.Identifier(schema))
     return composed.as_string(None).encode()
 
 

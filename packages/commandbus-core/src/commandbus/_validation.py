@@ -108,7 +108,7 @@ def require_uuid(field: str, value: object) -> uuid.UUID:
 
 def check_status(value: object) -> str:
     try:
-        return CommandStatus(value).value
+        return CommandStatus(str(value)).value
     except ValueError:
         allowed = ", ".join(s.value for s in CommandStatus)
         raise ValidationError("status", f"{value!r} is not one of {allowed}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from commandbus._errors import ConfigurationError, HandlerAlreadyRegisteredError
@@ -105,7 +105,7 @@ class HandlerContext:
         attempt: int,
         max_attempts: int,
         msg_id: int,
-        extend: Callable[[float], Awaitable[None]],
+        extend: Callable[[float], Coroutine[Any, Any, None]],
         loop: asyncio.AbstractEventLoop,
         conn: AsyncConnection | None = None,
     ) -> None:
