@@ -79,7 +79,7 @@ def outcome_for_error(lease: Lease, exc: BaseException, policy: RetryPolicy) -> 
             lease,
             CommandStatus.FAILED,
             "FAILED",
-            {"attempt": lease.attempt, "code": code, "message": message, **exc.details},
+            {**exc.details, "attempt": lease.attempt, "code": code, "message": message},
             error_type=error_type,
             error_code=code,
             error_message=message,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import _sql
-from commandbus._db import transaction
+from commandbus import _sql, batches
+from commandbus._batch_watcher import BatchWatcher
+from commandbus._db import fetch, transaction
+from commandbus._errors import BatchNotFoundError
 from commandbus._rows import audit_event, command_metadata
 from commandbus._send import PreparedSend, prepare_send
 from commandbus._validation import (
@@ -22,7 +25,18 @@ from commandbus._validation import (
     check_status,
     require_uuid,
 )
-from commandbus.models import AuditEvent, CommandMetadata, CommandStatus, SendRequest, SendResult
+from commandbus.batches import OnBatchComplete
+from commandbus.models import (
+    AuditEvent,
+    BatchCommand,
+    BatchInfo,
+    BatchResult,
+    BatchStatus,
+    CommandMetadata,
+    CommandStatus,
+    SendRequest,
+    SendResult,
+)
 
 __all__ = ["CommandBus"]
 
@@ -32,6 +46,9 @@ class CommandBus:
 
     ``send(..., conn=c)`` writes inside the caller's transaction (outbox pattern): the
     command becomes deliverable exactly when the caller commits.
+
+    A bus that was given batch ``on_complete`` callbacks runs one background task that
+    watches those batches; stop it with ``await bus.close()`` or ``async with bus:``.
     """
 
     def __init__(
@@ -44,6 +61,27 @@ class CommandBus:
         self.pool = pool
         self.schema = check_schema(schema)
         self.default_max_attempts = check_max_attempts(default_max_attempts, 3)
+        self._batch_watcher: BatchWatcher | None = None
+
+    async def close(self) -> None:
+        """Stop the batch watcher, if any; pending ``on_complete`` callbacks are dropped.
+
+        The pool is the caller's and stays open. Batches keep their state in the
+        database: ``get_batch`` still tells, and ``watch_batch`` can attach again.
+        """
+        if self._batch_watcher is not None:
+            await self._batch_watcher.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def send(
         self,
@@ -98,10 +136,8 @@ class CommandBus:
             "domain": check_name("domain", domain),
             "command_id": require_uuid("command_id", command_id),
         }
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(_sql.query("get_command", self.schema), params)
-            row = await cur.fetchone()
-        return None if row is None else command_metadata(row)
+        rows = await fetch(self.pool, _sql.query("get_command", self.schema), params)
+        return command_metadata(rows[0]) if rows else None
 
     async def query_commands(
         self,
@@ -125,9 +161,8 @@ class CommandBus:
             "created_before": created_before,
             **check_paging(limit, offset),
         }
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(_sql.query("query_commands", self.schema), params)
-            return [command_metadata(row) for row in await cur.fetchall()]
+        query = _sql.query("query_commands", self.schema)
+        return [command_metadata(row) for row in await fetch(self.pool, query, params)]
 
     async def get_audit_trail(
         self, command_id: uuid.UUID, *, domain: str | None = None
@@ -137,6 +172,79 @@ class CommandBus:
             "command_id": require_uuid("command_id", command_id),
             "domain": None if domain is None else check_name("domain", domain),
         }
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(_sql.query("get_audit_trail", self.schema), params)
-            return [audit_event(row) for row in await cur.fetchall()]
+        query = _sql.query("get_audit_trail", self.schema)
+        return [audit_event(row) for row in await fetch(self.pool, query, params)]
+
+    # -- batches -------------------------------------------------------------------
+
+    async def create_batch(
+        self,
+        domain: str,
+        commands: Sequence[BatchCommand | SendRequest],
+        *,
+        name: str | None = None,
+        custom_data: dict[str, Any] | None = None,
+        conn: AsyncConnection | None = None,
+        on_complete: OnBatchComplete | None = None,
+    ) -> BatchResult:
+        """Send ``commands`` as one tracked batch, in one transaction (all or nothing).
+
+        ``commands`` are :class:`BatchCommand` (they take ``domain``) or
+        :class:`SendRequest` whose domain is ``domain``. ``on_complete`` is awaited once,
+        in this process, when the batch reaches a terminal status (see ``watch_batch``).
+        """
+        result = await batches.create_batch(
+            self, domain, commands, name=name, custom_data=custom_data, conn=conn
+        )
+        if on_complete is not None:
+            self._watcher().watch(result.batch_id, on_complete)
+        return result
+
+    async def get_batch(self, domain: str, batch_id: uuid.UUID) -> BatchInfo | None:
+        """The batch with counters counted from its commands now; None if unknown."""
+        return await batches.get_batch(self.pool, self.schema, domain, batch_id)
+
+    async def list_batches(
+        self,
+        domain: str,
+        *,
+        status: BatchStatus | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[BatchInfo]:
+        """A domain's batches, newest first, optionally only those of one status."""
+        return await batches.list_batches(
+            self.pool, self.schema, domain, status=status, limit=limit, offset=offset
+        )
+
+    async def list_batch_commands(
+        self,
+        domain: str,
+        batch_id: uuid.UUID,
+        *,
+        status: CommandStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[CommandMetadata]:
+        """A page of a batch's commands; ``BatchNotFoundError`` for an unknown batch."""
+        return await batches.list_batch_commands(
+            self.pool, self.schema, domain, batch_id, status=status, limit=limit, offset=offset
+        )
+
+    async def watch_batch(
+        self, domain: str, batch_id: uuid.UUID, on_complete: OnBatchComplete
+    ) -> None:
+        """Run ``on_complete`` when the batch is (or becomes) terminal.
+
+        Useful after a restart: the process that created the batch is gone, its state is
+        in the database. A batch's callbacks run at most once across all processes: the
+        first watcher to claim the terminal batch runs them; others skip.
+        """
+        if await self.get_batch(domain, batch_id) is None:
+            raise BatchNotFoundError(domain, batch_id)
+        self._watcher().watch(batch_id, on_complete)
+
+    def _watcher(self) -> BatchWatcher:
+        if self._batch_watcher is None:
+            self._batch_watcher = BatchWatcher(self.pool, self.schema)
+        return self._batch_watcher

@@ -63,15 +63,20 @@ class HandlerRegistry:
         return register
 
     def register_instance(self, obj: object) -> list[tuple[str, str]]:
-        """Register every method of ``obj`` marked with :func:`handler`; returns their keys."""
-        found = []
+        """Register every method of ``obj`` marked with :func:`handler`; returns their keys.
+
+        All or nothing: if any key is taken already, none of the methods is registered.
+        """
+        found: dict[tuple[str, str], Handler] = {}
         for name in dir(type(obj)):
-            attr = getattr(type(obj), name, None)
-            key = getattr(attr, _MARK, None)
+            key = getattr(getattr(type(obj), name, None), _MARK, None)
             if key is not None:
-                self.register(key[0], key[1], getattr(obj, name))
-                found.append(key)
-        return found
+                if key in self._handlers or key in found:
+                    raise HandlerAlreadyRegisteredError(*key)
+                found[key] = getattr(obj, name)
+        for key, fn in found.items():
+            self.register(key[0], key[1], fn)
+        return list(found)
 
     def get(self, domain: str, command_type: str) -> Handler | None:
         return self._handlers.get((domain, command_type))

@@ -10,6 +10,10 @@ from typing import Any
 
 __all__ = [
     "AuditEvent",
+    "BatchCommand",
+    "BatchInfo",
+    "BatchResult",
+    "BatchStatus",
     "Command",
     "CommandMetadata",
     "CommandStatus",
@@ -138,3 +142,73 @@ class TroubleshootingItem:
     created_at: datetime
     updated_at: datetime
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchStatus(StrEnum):
+    """Derived from the batch's commands, never stored.
+
+    PENDING: every command waits for delivery. IN_PROGRESS: some work started or is
+    done, but commands are still pending, running or in the troubleshooting queue.
+    COMPLETED: every command COMPLETED. COMPLETED_WITH_FAILURES: all finished, some
+    FAILED or CANCELED. The last two are terminal: nothing can change them again.
+    """
+
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    COMPLETED_WITH_FAILURES = "COMPLETED_WITH_FAILURES"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (BatchStatus.COMPLETED, BatchStatus.COMPLETED_WITH_FAILURES)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCommand:
+    """One command of a batch; it takes the batch's domain.
+
+    :meth:`CommandBus.create_batch` also accepts :class:`SendRequest` (for ``delay``),
+    whose domain must then be the batch's domain.
+    """
+
+    command_type: str
+    command_id: uuid.UUID
+    data: dict[str, Any]
+    correlation_id: uuid.UUID | None = None
+    reply_to: str | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What :meth:`CommandBus.create_batch` wrote: the batch and one result per command."""
+
+    batch_id: uuid.UUID
+    domain: str
+    total: int
+    results: list[SendResult]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """A batch with counters counted from its commands at the time of the read."""
+
+    batch_id: uuid.UUID
+    domain: str
+    name: str | None
+    custom_data: dict[str, Any] | None
+    total: int
+    pending: int
+    in_progress: int
+    completed: int
+    failed: int
+    canceled: int
+    in_troubleshooting: int
+    status: BatchStatus
+    created_at: datetime
+    #: When the last command finished; None while the batch is not terminal.
+    completed_at: datetime | None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal

@@ -15,7 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
 from commandbus._channels import reply_channel
-from commandbus._validation import check_name, check_schema
+from commandbus._errors import ValidationError
+from commandbus._validation import check_delay, check_name, check_paging, check_schema
 from commandbus.models import Reply, ReplyOutcome
 
 __all__ = ["ReplyQueue", "read_replies"]
@@ -35,7 +36,7 @@ class ReplyQueue:
         self.pool = pool
         self.queue = check_name("queue", queue)
         self.schema = check_schema(schema)
-        self.visibility_timeout = visibility_timeout
+        self.visibility_timeout = _lease_seconds(visibility_timeout)
 
     @property
     def channel(self) -> str:
@@ -52,8 +53,10 @@ class ReplyQueue:
         """Lease up to ``limit`` replies; unacked ones reappear after the lease."""
         params = {
             "queue": self.queue,
-            "limit": limit,
-            "lease": self.visibility_timeout if visibility_timeout is None else visibility_timeout,
+            "limit": check_paging(limit, 0)["limit"],
+            "lease": self.visibility_timeout
+            if visibility_timeout is None
+            else _lease_seconds(visibility_timeout),
         }
         rows = await self._run("read_replies", params, conn)
         return [_reply(row) for row in rows]
@@ -67,7 +70,7 @@ class ReplyQueue:
         self, reply: Reply, *, delay: float = 0, conn: AsyncConnection | None = None
     ) -> bool:
         """Give a reply back, visible again after ``delay`` seconds."""
-        params = {"msg_id": reply.msg_id, "read_ct": reply.read_count, "delay": delay}
+        params = {"msg_id": reply.msg_id, "read_ct": reply.read_count, "delay": check_delay(delay)}
         return bool(await self._run("release_reply", params, conn))
 
     async def _run(
@@ -101,6 +104,16 @@ async def read_replies(
     return await ReplyQueue(pool, queue, schema=schema).read(
         limit, visibility_timeout=visibility_timeout
     )
+
+
+def _lease_seconds(value: object) -> float:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 < value < float("inf")
+    ):
+        raise ValidationError("visibility_timeout", f"must be a positive number, got {value!r}")
+    return float(value)
 
 
 def _reply(row: Sequence[Any]) -> Reply:

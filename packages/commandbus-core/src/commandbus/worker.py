@@ -81,6 +81,7 @@ class Worker:
             else _positive_int("thread_pool_size", thread_pool_size)
         )
         self.schema = check_schema(schema)
+        self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         #: Set once the worker listens for notifications and polls (useful in tests).
         self.ready = asyncio.Event()
@@ -149,7 +150,9 @@ class Worker:
     async def _fetch_loop(self) -> None:
         while not self._stopping:
             free = self.concurrency - len(self._in_flight)
-            if free <= 0:
+            if free < self._fetch_threshold and self._in_flight:
+                # Wait for room for a worthwhile batch: leasing one message per freed
+                # slot would cost one dequeue statement per command.
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue

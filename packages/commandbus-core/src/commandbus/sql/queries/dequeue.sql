@@ -1,6 +1,8 @@
 -- dequeue: lease up to `limit` visible messages of one domain and mark their commands
 -- IN_PROGRESS, with a RECEIVED audit event each. Attempts are counted here, at lease time,
 -- so a message that kills its worker still uses up its attempts.
+-- `= ANY (ARRAY(...))` pins index lookups whatever the statistics say: a join here once
+-- degraded into a scan of every command of the domain.
 WITH picked AS (
     SELECT msg_id
     FROM {schema}.queue
@@ -11,14 +13,15 @@ WITH picked AS (
 ), leased AS (
     UPDATE {schema}.queue q
     SET vt = now() + make_interval(secs => %(lease)s), read_ct = q.read_ct + 1
-    FROM picked
-    WHERE q.msg_id = picked.msg_id
+    WHERE q.msg_id = ANY (ARRAY(SELECT msg_id FROM picked))
     RETURNING q.msg_id, q.command_id, q.read_ct
 ), cmd AS (
     UPDATE {schema}.commands c
     SET status = 'IN_PROGRESS', attempts = c.attempts + 1, updated_at = now()
     FROM leased
-    WHERE c.domain = %(domain)s AND c.command_id = leased.command_id
+    WHERE c.domain = %(domain)s
+      AND c.command_id = ANY (ARRAY(SELECT command_id FROM leased))
+      AND c.command_id = leased.command_id
       AND c.status IN ('PENDING', 'IN_PROGRESS')
     RETURNING leased.msg_id, leased.read_ct, c.command_id, c.command_type, c.data,
               c.correlation_id, c.reply_to, c.batch_id, c.created_at, c.attempts,

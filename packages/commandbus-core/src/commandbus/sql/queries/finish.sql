@@ -1,6 +1,7 @@
 -- finish: record the outcomes of many leased commands in one statement.
 -- A row counts only if its lease is still ours (same msg_id and read_ct): a handler that
 -- overran its lease cannot finish a command another worker has leased since.
+-- Lookups use `= ANY (array)` so plans stay index lookups whatever the statistics.
 -- retry_delay NULL: the message is done (deleted); otherwise it becomes visible again later.
 WITH input AS (
     SELECT *
@@ -14,13 +15,15 @@ WITH input AS (
 ), released AS (
     DELETE FROM {schema}.queue q
     USING input i
-    WHERE q.msg_id = i.msg_id AND q.read_ct = i.read_ct AND i.retry_delay IS NULL
+    WHERE q.msg_id = ANY (%(msg_id)s::bigint[])
+      AND q.msg_id = i.msg_id AND q.read_ct = i.read_ct AND i.retry_delay IS NULL
     RETURNING q.msg_id
 ), rescheduled AS (
     UPDATE {schema}.queue q
     SET vt = now() + make_interval(secs => i.retry_delay)
     FROM input i
-    WHERE q.msg_id = i.msg_id AND q.read_ct = i.read_ct AND i.retry_delay IS NOT NULL
+    WHERE q.msg_id = ANY (%(msg_id)s::bigint[])
+      AND q.msg_id = i.msg_id AND q.read_ct = i.read_ct AND i.retry_delay IS NOT NULL
     RETURNING q.msg_id
 ), owned AS (
     SELECT i.*
@@ -36,7 +39,9 @@ WITH input AS (
         last_error_traceback = COALESCE(o.error_traceback, c.last_error_traceback),
         updated_at = now()
     FROM owned o
-    WHERE c.domain = %(domain)s AND c.command_id = o.command_id
+    WHERE c.domain = %(domain)s
+      AND c.command_id = ANY (ARRAY(SELECT command_id FROM owned))
+      AND c.command_id = o.command_id
     RETURNING c.command_id, c.command_type, c.correlation_id, c.reply_to, o.result,
               o.reply_outcome, o.error_code, o.error_message, o.event_type, o.details
 ), rep AS (

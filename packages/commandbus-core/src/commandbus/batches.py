@@ -1,0 +1,228 @@
+"""Batches: many commands sent as one tracked group.
+
+A batch is a row in ``batches`` plus commands carrying its ``batch_id``. Its counters and
+status are never stored: every read counts the commands by status (view
+``batch_summary``, an index-only scan of ``commands_batch_idx``). Completing a command
+therefore touches no shared row, and operator actions are reflected by construction: a
+retried command counts as pending again, a canceled one as canceled.
+
+:class:`~commandbus.CommandBus` exposes these functions as methods; this module holds
+the rules.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import _sql
+from commandbus._transaction import transaction
+from commandbus._errors import BatchNotFoundError, ValidationError
+from commandbus._rows import command_metadata
+from commandbus._validation import (
+    check_name,
+    check_paging,
+    check_status,
+    dump_json_object,
+    require_uuid,
+)
+from commandbus.models import (
+    BatchCommand,
+    BatchInfo,
+    BatchResult,
+    BatchStatus,
+    CommandMetadata,
+    SendRequest,
+)
+
+if TYPE_CHECKING:
+    from commandbus.bus import CommandBus
+
+__all__ = [
+    "OnBatchComplete",
+    "batch_requests",
+    "create_batch",
+    "fetch_batches",
+    "get_batch",
+    "list_batch_commands",
+    "list_batches",
+]
+
+#: An ``on_complete`` callback: awaited once with the batch's terminal :class:`BatchInfo`.
+OnBatchComplete = Callable[[BatchInfo], Awaitable[object]]
+
+MAX_BATCH_NAME_LENGTH = 256
+
+
+def batch_requests(
+    domain: str, commands: Sequence[BatchCommand | SendRequest]
+) -> list[SendRequest]:
+    """The batch's commands as send requests in ``domain`` (validated by the send path)."""
+    if isinstance(commands, str | bytes) or not isinstance(commands, Sequence):
+        raise ValidationError("commands", "must be a list of BatchCommand or SendRequest")
+    if not commands:
+        raise ValidationError("commands", "a batch needs at least one command")
+    requests = []
+    for index, cmd in enumerate(commands):
+        if isinstance(cmd, BatchCommand):
+            requests.append(
+                SendRequest(
+                    domain,
+                    cmd.command_type,
+                    cmd.command_id,
+                    cmd.data,
+                    cmd.correlation_id,
+                    cmd.reply_to,
+                    cmd.max_attempts,
+                )
+            )
+        elif isinstance(cmd, SendRequest):
+            if cmd.domain != domain:
+                raise ValidationError(
+                    f"commands[{index}].domain",
+                    f"{cmd.domain!r} differs from the batch's domain {domain!r}",
+                )
+            requests.append(cmd)
+        else:
+            raise ValidationError(
+                f"commands[{index}]",
+                f"must be a BatchCommand or SendRequest, got {type(cmd).__name__}",
+            )
+    return requests
+
+
+async def create_batch(
+    bus: CommandBus,
+    domain: str,
+    commands: Sequence[BatchCommand | SendRequest],
+    *,
+    name: str | None = None,
+    custom_data: dict[str, Any] | None = None,
+    conn: AsyncConnection | None = None,
+) -> BatchResult:
+    """Write the batch row and all its commands in one transaction (all or nothing)."""
+    domain = check_name("domain", domain)
+    if name is not None and (
+        not isinstance(name, str) or not name.strip() or len(name) > MAX_BATCH_NAME_LENGTH
+    ):
+        raise ValidationError(
+            "name", f"must be None or a non-empty string of at most {MAX_BATCH_NAME_LENGTH}"
+        )
+    data = None if custom_data is None else dump_json_object("custom_data", custom_data)
+    requests = batch_requests(domain, commands)
+    batch_id = uuid.uuid4()
+    params = {
+        "batch_id": batch_id,
+        "domain": domain,
+        "name": name,
+        "custom_data": data,
+        "total": len(requests),
+    }
+    async with transaction(bus.pool, conn) as tx:
+        await tx.execute(_sql.query("batch_create", bus.schema), params)
+        results = await bus._send(requests, conn=tx, batch_id=batch_id)
+    return BatchResult(batch_id, domain, len(results), results)
+
+
+async def fetch_batches(
+    pool: AsyncConnectionPool,
+    schema: str,
+    batch_ids: Sequence[uuid.UUID],
+    *,
+    domain: str | None = None,
+) -> list[tuple[BatchInfo, bool]]:
+    """``(info, claimed)`` for each existing batch; ``claimed``: its callback was taken."""
+    params = {"batch_ids": list(batch_ids), "domain": domain}
+    async with pool.connection() as conn:
+        cur = await conn.execute(_sql.query("batch_get", schema), params)
+        return [(_batch_info(row), bool(row[14])) for row in await cur.fetchall()]
+
+
+async def get_batch(
+    pool: AsyncConnectionPool, schema: str, domain: str, batch_id: uuid.UUID
+) -> BatchInfo | None:
+    domain = check_name("domain", domain)
+    found = await fetch_batches(
+        pool, schema, [require_uuid("batch_id", batch_id)], domain=domain
+    )
+    return found[0][0] if found else None
+
+
+async def list_batches(
+    pool: AsyncConnectionPool,
+    schema: str,
+    domain: str,
+    *,
+    status: BatchStatus | str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[BatchInfo]:
+    params = {
+        "domain": check_name("domain", domain),
+        "status": None if status is None else _check_batch_status(status),
+        **check_paging(limit, offset),
+    }
+    async with pool.connection() as conn:
+        cur = await conn.execute(_sql.query("batch_list", schema), params)
+        return [_batch_info(row) for row in await cur.fetchall()]
+
+
+async def list_batch_commands(
+    pool: AsyncConnectionPool,
+    schema: str,
+    domain: str,
+    batch_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[CommandMetadata]:
+    """A page of the batch's commands; raises ``BatchNotFoundError`` for an unknown batch."""
+    domain = check_name("domain", domain)
+    batch_id = require_uuid("batch_id", batch_id)
+    params = {
+        "domain": domain,
+        "batch_id": batch_id,
+        "status": None if status is None else check_status(status),
+        **check_paging(limit, offset),
+    }
+    async with pool.connection() as conn:
+        cur = await conn.execute(_sql.query("batch_commands", schema), params)
+        rows = await cur.fetchall()
+        if not rows:
+            cur = await conn.execute(_sql.query("batch_exists", schema), params)
+            if await cur.fetchone() is None:
+                raise BatchNotFoundError(domain, batch_id)
+    return [command_metadata(row) for row in rows]
+
+
+def _check_batch_status(value: object) -> str:
+    try:
+        return BatchStatus(str(value)).value
+    except ValueError:
+        allowed = ", ".join(s.value for s in BatchStatus)
+        raise ValidationError("status", f"{value!r} is not one of {allowed}") from None
+
+
+def _batch_info(row: Sequence[Any]) -> BatchInfo:
+    """Map a row in the column order of ``batch_get.sql``."""
+    return BatchInfo(
+        batch_id=row[0],
+        domain=row[1],
+        name=row[2],
+        custom_data=row[3],
+        total=row[4],
+        pending=row[5],
+        in_progress=row[6],
+        completed=row[7],
+        failed=row[8],
+        canceled=row[9],
+        in_troubleshooting=row[10],
+        status=BatchStatus(row[11]),
+        created_at=row[12],
+        completed_at=row[13],
+    )

@@ -1,0 +1,416 @@
+"""ProcessReplyRouter: applies the replies of a reply queue to the processes they answer.
+
+For each leased reply, one transaction: ack the reply (only if our lease is current),
+lock the process row (``SELECT ... FOR UPDATE`` by correlation id), let its manager
+advance it, record the reply and the next command in the process audit, and send the
+next command through the bus's send statement. Either all of it commits or none.
+
+* Replies for one process are applied one at a time (the row lock), and in arrival
+  order within one router (replies of one process are chained).
+* A reply that does not answer the process's current command (stale, duplicate) or
+  arrives for a finished process is recorded in the process audit and acked.
+* A reply for an unknown process or process type is parked (``parked_replies``) with a
+  clear reason, never retried in a loop.
+* A reply whose handling raises is released for a retry after the ``RetryPolicy``
+  backoff (its read count is the attempt number) and parked after ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import traceback
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import _sql
+from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
+from commandbus._listener import listen
+from commandbus._validation import check_name, check_schema
+from commandbus.models import Reply
+from commandbus.process._advance import Snapshot, Transition, advance, ignore_reason
+from commandbus.process.manager import BaseProcessManager
+from commandbus.replies import ReplyQueue
+from commandbus.retry import RetryPolicy
+
+__all__ = ["ProcessReplyRouter"]
+
+log = logging.getLogger("commandbus.process")
+
+_FETCH_BATCH = 100
+
+
+class ProcessReplyRouter:
+    """Applies replies from ``reply_queue`` to processes until :meth:`stop`."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        reply_queue: str,
+        managers: Sequence[BaseProcessManager[Any, Any]],
+        concurrency: int = 10,
+        visibility_timeout: float = 30,
+        use_notify: bool = True,
+        schema: str = "commandbus",
+        retry_policy: RetryPolicy | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.reply_queue = check_name("reply_queue", reply_queue)
+        self.schema = check_schema(schema)
+        self.concurrency = _positive_int("concurrency", concurrency)
+        self.visibility_timeout = _positive_number("visibility_timeout", visibility_timeout)
+        self.poll_interval = _positive_number("poll_interval", poll_interval)
+        self.use_notify = use_notify
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.managers = self._index(managers)
+        self._queue = ReplyQueue(
+            pool, self.reply_queue, schema=self.schema, visibility_timeout=self.visibility_timeout
+        )
+        #: Set once the router listens for notifications and polls (useful in tests).
+        self.ready = asyncio.Event()
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("received", "applied", "ignored", "parked", "retried", "lease_lost"), 0
+        )
+        self._running = False
+        self._stopping = False
+        self._stop_timeout: float | None = None
+        self._stopped = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._tails: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    def _index(
+        self, managers: Sequence[BaseProcessManager[Any, Any]]
+    ) -> dict[str, BaseProcessManager[Any, Any]]:
+        if isinstance(managers, BaseProcessManager) or not managers:
+            raise ValidationError("managers", "must be a non-empty list of process managers")
+        index: dict[str, BaseProcessManager[Any, Any]] = {}
+        for manager in managers:
+            if not isinstance(manager, BaseProcessManager):
+                raise ValidationError(
+                    "managers", f"{type(manager).__name__} is not a BaseProcessManager"
+                )
+            if manager.process_type in index:
+                raise ConfigurationError(
+                    f"two managers for process type {manager.process_type!r}"
+                )
+            if manager.reply_queue != self.reply_queue:
+                raise ConfigurationError(
+                    f"{type(manager).__name__} replies to {manager.reply_queue!r}, "
+                    f"but this router reads {self.reply_queue!r}"
+                )
+            if manager.bus.schema != self.schema:
+                raise ConfigurationError(
+                    f"{type(manager).__name__} uses schema {manager.bus.schema!r}, "
+                    f"but this router uses {self.schema!r}"
+                )
+            index[manager.process_type] = manager
+        return index
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def required_connections(self) -> int:
+        """Connections this router may hold at once: one per reply, plus the listener."""
+        return self.concurrency + (1 if self.use_notify else 0)
+
+    async def run(self) -> None:
+        """Apply replies until :meth:`stop` is called or the task is cancelled."""
+        if self._running:
+            raise InvalidOperationError("this router is running already")
+        self._check_pool()
+        self._running = True
+        self._stopping = False
+        self._stopped.clear()
+        background: list[asyncio.Task[None]] = []
+        try:
+            if self.use_notify:
+                listener_ready = asyncio.Event()
+                background.append(
+                    asyncio.create_task(
+                        listen(self.pool, self._queue.channel, self._wake, listener_ready)
+                    )
+                )
+                await _wait_first(listener_ready.wait(), background[-1])
+            self.ready.set()
+            await self._fetch_loop()
+            await self._drain(self._stop_timeout)
+        finally:
+            await self._shutdown(background)
+
+    async def stop(self, timeout: float | None = 30) -> None:
+        """Stop taking replies; let in-flight ones finish for up to ``timeout`` seconds.
+
+        Replies still being applied after the timeout are cancelled (their transaction
+        rolls back) and redelivered when their lease expires.
+        """
+        if not self._running:
+            return
+        self._stop_timeout = timeout
+        self._stopping = True
+        self._wake.set()
+        self._slot_freed.set()
+        await self._stopped.wait()
+
+    async def _fetch_loop(self) -> None:
+        while not self._stopping:
+            free = self.concurrency - len(self._in_flight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()
+            try:
+                replies = await self._queue.read(min(free, _FETCH_BATCH))
+            except Exception:
+                log.exception("reading reply queue %r failed; retrying", self.reply_queue)
+                replies = []
+            self.stats["received"] += len(replies)
+            for reply in sorted(replies, key=lambda r: r.msg_id):
+                self._spawn(reply)
+            if len(replies) < free:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    def _spawn(self, reply: Reply) -> None:
+        """Start applying ``reply``, after any earlier reply of the same process."""
+        key = reply.correlation_id
+        previous = None if key is None else self._tails.get(key)
+        task = asyncio.create_task(self._handle_after(previous, reply))
+        self._in_flight.add(task)
+        task.add_done_callback(self._on_task_done)
+        if key is not None:
+            self._tails[key] = task
+            task.add_done_callback(lambda t: self._forget_tail(key, t))
+
+    def _forget_tail(self, key: uuid.UUID, task: asyncio.Task[None]) -> None:
+        if self._tails.get(key) is task:
+            del self._tails[key]
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("unexpected router error", exc_info=task.exception())
+
+    async def _drain(self, timeout: float | None) -> None:
+        if self._in_flight:
+            _, still_running = await asyncio.wait(set(self._in_flight), timeout=timeout)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running)
+
+    async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
+        try:
+            for task in list(self._in_flight):
+                task.cancel()
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+        finally:
+            self._tails.clear()
+            self._running = False
+            self.ready.clear()
+            self._stopped.set()
+
+    def _check_pool(self) -> None:
+        max_size = getattr(self.pool, "max_size", None)
+        if not isinstance(self.pool, AsyncConnectionPool) or max_size is None:
+            raise ConfigurationError(
+                "ProcessReplyRouter needs a psycopg_pool.AsyncConnectionPool, "
+                f"got {type(self.pool).__name__}"
+            )
+        needed = self.required_connections()
+        if max_size < needed:
+            raise ConfigurationError(
+                f"pool max_size={max_size} cannot serve this router: concurrency="
+                f"{self.concurrency} + {needed - self.concurrency} listener connection need "
+                f"{needed}. Raise the pool's max_size to at least {needed} (plus what the rest "
+                "of the process uses) or lower concurrency."
+            )
+
+    # -- applying one reply --------------------------------------------------------
+
+    async def _handle_after(self, previous: asyncio.Task[None] | None, reply: Reply) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})
+        await self._handle(reply)
+
+    async def _handle(self, reply: Reply) -> None:
+        max_attempts = self.retry_policy.max_attempts
+        try:
+            if reply.read_count > max_attempts:
+                reason = (
+                    f"leased {reply.read_count} times with max_attempts={max_attempts}: earlier "
+                    "attempts never finished (router died or overran its lease)"
+                )
+                await self._park_alone(reply, "ATTEMPTS_EXHAUSTED", reason, None)
+                return
+            result = await self._apply(reply)
+        except Exception as exc:
+            await self._failed(reply, exc)
+            return
+        self.stats[result] += 1
+
+    async def _apply(self, reply: Reply) -> str:
+        """One transaction; returns the name of the stat it counts toward."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if not await self._queue.ack(reply, conn=conn):
+                log.warning("reply %s: lease lost before it was applied", reply.msg_id)
+                return "lease_lost"
+            if reply.correlation_id is None:
+                await self._park(conn, reply, "UNKNOWN_PROCESS", "the reply has no correlation_id")
+                return "parked"
+            cur = await conn.execute(
+                _sql.query("process_lock", self.schema), {"process_id": reply.correlation_id}
+            )
+            row = await cur.fetchone()
+            if row is None:
+                await self._park(
+                    conn, reply, "UNKNOWN_PROCESS", f"no process {reply.correlation_id}"
+                )
+                return "parked"
+            snap = Snapshot.from_row(row)
+            manager = self.managers.get(snap.process_type)
+            if manager is None:
+                known = ", ".join(sorted(self.managers))
+                await self._park(
+                    conn,
+                    reply,
+                    "UNKNOWN_PROCESS_TYPE",
+                    f"process {snap.process_id} is of type {snap.process_type!r}, which this "
+                    f"router does not manage (it knows: {known})",
+                )
+                return "parked"
+            reason = ignore_reason(snap, reply)
+            if reason is not None:
+                params = {**_reply_params(reply), "process_id": snap.process_id, "note": reason}
+                await conn.execute(_sql.query("process_note_reply", self.schema), params)
+                return "ignored"
+            transition = advance(manager, snap, reply)
+            await conn.execute(
+                _sql.query("process_advance", self.schema),
+                _advance_params(snap, reply, transition),
+            )
+            if transition.next is not None:
+                await manager.bus._send([transition.next.request], conn=conn)
+            return "applied"
+
+    async def _failed(self, reply: Reply, exc: Exception) -> None:
+        """Handling raised: retry after the policy's backoff, or park after the last try."""
+        attempt = reply.read_count
+        try:
+            if self.retry_policy.should_retry(attempt):
+                delay = self.retry_policy.delay_after(attempt)
+                log.warning(
+                    "reply %s (attempt %d/%d) failed: %r; retrying in %.1fs",
+                    reply.msg_id, attempt, self.retry_policy.max_attempts, exc, delay,
+                )
+                await self._queue.release(reply, delay=delay)
+                self.stats["retried"] += 1
+            else:
+                log.error("reply %s failed %d times; parking it", reply.msg_id, attempt)
+                tb = "".join(traceback.format_exception(exc))
+                reason = f"{type(exc).__name__}: {exc} (after {attempt} attempts)"
+                await self._park_alone(reply, "HANDLING_FAILED", reason, tb)
+        except Exception:
+            log.exception("reply %s: recording the failure failed; its lease will expire",
+                          reply.msg_id)
+
+    async def _park_alone(
+        self, reply: Reply, code: str, reason: str, tb: str | None
+    ) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            if await self._queue.ack(reply, conn=conn):
+                await self._park(conn, reply, code, reason, tb)
+                self.stats["parked"] += 1
+
+    async def _park(
+        self,
+        conn: AsyncConnection,
+        reply: Reply,
+        code: str,
+        reason: str,
+        tb: str | None = None,
+    ) -> None:
+        log.error("reply %s parked: %s: %s", reply.msg_id, code, reason)
+        params = {
+            **_reply_params(reply),
+            "queue": reply.queue,
+            "correlation_id": reply.correlation_id,
+            "read_ct": reply.read_count,
+            "enqueued_at": reply.created_at,
+            "reason_code": code,
+            "reason": reason,
+            "traceback": tb,
+        }
+        await conn.execute(_sql.query("reply_park", self.schema), params)
+
+
+def _reply_params(reply: Reply) -> dict[str, Any]:
+    return {
+        "command_domain": reply.domain,
+        "command_id": reply.command_id,
+        "command_type": reply.command_type,
+        "reply_outcome": reply.outcome.value,
+        "reply_data": None if reply.result is None else json.dumps(reply.result),
+        "reply_error_code": reply.error_code,
+        "reply_error_message": reply.error_message,
+    }
+
+
+def _advance_params(snap: Snapshot, reply: Reply, t: Transition) -> dict[str, Any]:
+    nxt = t.next
+    return {
+        "process_id": snap.process_id,
+        "status": t.status.value,
+        "current_step": None if nxt is None else nxt.step,
+        "command_domain": None if nxt is None else nxt.request.domain,
+        "command_id": None if nxt is None else nxt.request.command_id,
+        "command_type": None if nxt is None else nxt.request.command_type,
+        "command_data": None if nxt is None else nxt.data_json,
+        "entry_type": t.entry_type,
+        "state": t.state_json,
+        "completed_steps": json.dumps(t.completed_steps),
+        "compensation_steps": json.dumps(t.compensation_steps),
+        "error_code": t.error_code,
+        "error_message": t.error_message,
+        "final": t.status.is_final,
+        "reply_command_id": reply.command_id,
+        "reply_outcome": reply.outcome.value,
+        "reply_data": None if reply.result is None else json.dumps(reply.result),
+        "reply_error_code": reply.error_code,
+        "reply_error_message": reply.error_message,
+    }
+
+
+async def _wait_first(awaitable: Any, watched: asyncio.Task[None]) -> None:
+    """Await ``awaitable``, but surface the error if ``watched`` dies first."""
+    waiter = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({waiter, watched}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+        watched.result()
+
+
+def _positive_int(field: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError(field, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_number(field: str, value: object) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
+    return float(value)
