@@ -30,6 +30,10 @@ from commandbus.handlers import HandlerContext, HandlerRegistry, handler
 from commandbus.migrations import migrate, migration_sql
 from commandbus.models import (
     AuditEvent,
+    BatchCommand,
+    BatchInfo,
+    BatchResult,
+    BatchStatus,
     Command,
     CommandMetadata,
     CommandStatus,
@@ -38,6 +42,16 @@ from commandbus.models import (
     SendRequest,
     SendResult,
     TroubleshootingItem,
+)
+from commandbus.process import (
+    BaseProcessManager,
+    ParkedReply,
+    ProcessAuditEntry,
+    ProcessCommand,
+    ProcessInfo,
+    ProcessReplyRouter,
+    ProcessRepository,
+    ProcessStatus,
 )
 from commandbus.replies import ReplyQueue, read_replies
 from commandbus.retry import RetryPolicy
@@ -73,7 +87,12 @@ _SYNC_MISSING = (
 
 __all__ = [
     "AuditEvent",
+    "BaseProcessManager",
+    "BatchCommand",
+    "BatchInfo",
     "BatchNotFoundError",
+    "BatchResult",
+    "BatchStatus",
     "BusinessRuleError",
     "Command",
     "CommandBus",
@@ -88,8 +107,15 @@ __all__ = [
     "HandlerRegistry",
     "HandlerError",
     "InvalidOperationError",
+    "ParkedReply",
     "PermanentCommandError",
+    "ProcessAuditEntry",
+    "ProcessCommand",
+    "ProcessInfo",
     "ProcessNotFoundError",
+    "ProcessReplyRouter",
+    "ProcessRepository",
+    "ProcessStatus",
     "Reply",
     "ReplyOutcome",
     "ReplyQueue",

@@ -6,6 +6,7 @@ No I/O here: the worker executes the resulting rows with ``sql/queries/finish.sq
 from __future__ import annotations
 
 import json
+import math
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,14 +50,29 @@ def outcome_for_result(lease: Lease, result: object) -> Outcome:
     """A handler returned: COMPLETED with its result, or a permanent error if unusable."""
     if result is not None and not isinstance(result, dict):
         return _troubleshoot(
-            lease, "InvalidResult", "INVALID_RESULT",
-            f"handler returned {type(result).__name__}; expected dict or None", None,
+            lease,
+            "InvalidResult",
+            "INVALID_RESULT",
+            f"handler returned {type(result).__name__}; expected dict or None",
+            None,
         )
     try:
         text = None if result is None else json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
         return _troubleshoot(
-            lease, "InvalidResult", "INVALID_RESULT", f"result is not JSON-serialisable: {exc}", None
+            lease,
+            "InvalidResult",
+            "INVALID_RESULT",
+            f"result is not JSON-serialisable: {exc}",
+            None,
+        )
+    if result is not None and not _storable_strings(result):
+        return _troubleshoot(
+            lease,
+            "InvalidResult",
+            "INVALID_RESULT",
+            "result holds a string PostgreSQL cannot store (a NUL character or a lone surrogate)",
+            None,
         )
     return Outcome(
         lease,
@@ -70,16 +86,16 @@ def outcome_for_result(lease: Lease, result: object) -> Outcome:
 
 def outcome_for_error(lease: Lease, exc: BaseException, policy: RetryPolicy) -> Outcome:
     """Business rule → FAILED; permanent → troubleshooting; anything else → retry or TSQ."""
-    code = exc.code if isinstance(exc, HandlerError) else type(exc).__name__
-    message = exc.message if isinstance(exc, HandlerError) else str(exc)
-    tb = "".join(traceback.format_exception(exc))
-    error_type = type(exc).__name__
+    code = _text(exc.code if isinstance(exc, HandlerError) else type(exc).__name__)
+    message = _text(exc.message if isinstance(exc, HandlerError) else exc)
+    tb = _text("".join(traceback.format_exception(exc)))
+    error_type = _text(type(exc).__name__)
     if isinstance(exc, BusinessRuleError):
         return Outcome(
             lease,
             CommandStatus.FAILED,
             "FAILED",
-            {**exc.details, "attempt": lease.attempt, "code": code, "message": message},
+            {**_storable(exc.details), "attempt": lease.attempt, "code": code, "message": message},
             error_type=error_type,
             error_code=code,
             error_message=message,
@@ -92,8 +108,13 @@ def outcome_for_error(lease: Lease, exc: BaseException, policy: RetryPolicy) -> 
         lease,
         CommandStatus.PENDING,
         "RETRY_SCHEDULED",
-        {"attempt": lease.attempt, "delay": delay, "error_type": error_type, "code": code,
-         "message": message},
+        {
+            "attempt": lease.attempt,
+            "delay": delay,
+            "error_type": error_type,
+            "code": code,
+            "message": message,
+        },
         error_type=error_type,
         error_code=code,
         error_message=message,
@@ -140,6 +161,42 @@ def _troubleshoot(
     )
 
 
+# Outcomes are recorded in batches: one value PostgreSQL rejects would fail the whole
+# batch, so whatever comes from handlers is made storable here (or refused, for results).
+
+
+def _text(value: object) -> str:
+    """``str(value)`` as text PostgreSQL accepts: no NUL, no lone surrogates."""
+    text = str(value).replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _storable(value: Any) -> Any:
+    """A copy of ``value`` that serialises to JSON jsonb accepts (for audit details)."""
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {_text(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return _text(value)
+
+
+def _storable_strings(value: Any) -> bool:
+    """Whether every string (keys too) in a JSON-serialisable value fits in jsonb."""
+    if isinstance(value, str):
+        return _text(value) == value
+    if isinstance(value, dict):
+        return all(_storable_strings(k) and _storable_strings(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_storable_strings(v) for v in value)
+    return True
+
+
 def finish_params(outcomes: Sequence[Outcome], *, schema: str, domain: str) -> dict[str, Any]:
     """Column arrays for ``finish.sql``; one NOTIFY per reply queue that gets a reply."""
     channels = {
@@ -161,7 +218,8 @@ def finish_params(outcomes: Sequence[Outcome], *, schema: str, domain: str) -> d
         "retry_delay": [o.retry_delay for o in outcomes],
         "event_type": [o.event_type for o in outcomes],
         "details": [json.dumps(o.details, default=str) for o in outcomes],
-        "reply_outcome": [None if o.reply_outcome is None else o.reply_outcome.value
-                          for o in outcomes],
+        "reply_outcome": [
+            None if o.reply_outcome is None else o.reply_outcome.value for o in outcomes
+        ],
         "channels": sorted(channels),
     }

@@ -6,7 +6,7 @@ import json
 import math
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from commandbus._errors import ValidationError
@@ -14,6 +14,7 @@ from commandbus.models import CommandStatus
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "check_datetime",
     "check_delay",
     "check_json_object",
     "check_max_attempts",
@@ -27,8 +28,9 @@ __all__ = [
 ]
 
 MAX_NAME_LENGTH = 128
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Matched with fullmatch: "$" alone would let a trailing newline through.
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def check_name(field: str, value: object) -> str:
@@ -39,13 +41,13 @@ def check_name(field: str, value: object) -> str:
         raise ValidationError(field, "must not be empty")
     if len(value) > MAX_NAME_LENGTH:
         raise ValidationError(field, f"must be at most {MAX_NAME_LENGTH} characters")
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise ValidationError(field, f"{value!r} may contain only letters, digits, '_', '.', '-'")
     return value
 
 
 def check_schema(value: object) -> str:
-    if not isinstance(value, str) or not _SCHEMA.match(value):
+    if not isinstance(value, str) or not _SCHEMA.fullmatch(value):
         raise ValidationError(
             "schema", f"{value!r} is not a valid schema name (letters, digits, '_'; max 63)"
         )
@@ -92,11 +94,22 @@ def check_delay(value: object) -> float:
     return seconds
 
 
-def check_max_attempts(value: object, default: int) -> int:
+def check_max_attempts(value: object, default: int, field: str = "max_attempts") -> int:
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError("max_attempts", f"must be an integer >= 1, got {value!r}")
+        raise ValidationError(field, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_datetime(field: str, value: object) -> datetime | None:
+    """None, or a timezone-aware datetime (a naive one would be read in the server's zone)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValidationError(field, f"must be a datetime, got {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise ValidationError(field, "must be timezone-aware, e.g. datetime.now(timezone.utc)")
     return value
 
 

@@ -20,9 +20,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
-from commandbus._transaction import transaction
 from commandbus._errors import BatchNotFoundError, ValidationError
 from commandbus._rows import command_metadata
+from commandbus._transaction import transaction
 from commandbus._validation import (
     check_name,
     check_paging,
@@ -146,9 +146,7 @@ async def get_batch(
     pool: AsyncConnectionPool, schema: str, domain: str, batch_id: uuid.UUID
 ) -> BatchInfo | None:
     domain = check_name("domain", domain)
-    found = await fetch_batches(
-        pool, schema, [require_uuid("batch_id", batch_id)], domain=domain
-    )
+    found = await fetch_batches(pool, schema, [require_uuid("batch_id", batch_id)], domain=domain)
     return found[0][0] if found else None
 
 

@@ -18,6 +18,7 @@ from commandbus._errors import BatchNotFoundError
 from commandbus._rows import audit_event, command_metadata
 from commandbus._send import PreparedSend, prepare_send
 from commandbus._validation import (
+    check_datetime,
     check_max_attempts,
     check_name,
     check_paging,
@@ -60,7 +61,9 @@ class CommandBus:
     ) -> None:
         self.pool = pool
         self.schema = check_schema(schema)
-        self.default_max_attempts = check_max_attempts(default_max_attempts, 3)
+        self.default_max_attempts = check_max_attempts(
+            default_max_attempts, 3, "default_max_attempts"
+        )
         self._batch_watcher: BatchWatcher | None = None
 
     async def close(self) -> None:
@@ -157,8 +160,8 @@ class CommandBus:
             "command_type": None
             if command_type is None
             else check_name("command_type", command_type),
-            "created_after": created_after,
-            "created_before": created_before,
+            "created_after": check_datetime("created_after", created_after),
+            "created_before": check_datetime("created_before", created_before),
             **check_paging(limit, offset),
         }
         query = _sql.query("query_commands", self.schema)

@@ -143,7 +143,9 @@ class TroubleshootingQueue:
     ) -> list[TroubleshootingItem]:
         params = {
             "domain": domain,
-            "command_type": None if command_type is None else check_name("command_type", command_type),
+            "command_type": None
+            if command_type is None
+            else check_name("command_type", command_type),
             **check_paging(limit, offset),
         }
         return [_item(row) for row in await self._fetch("list_troubleshooting", params)]
@@ -156,5 +158,3 @@ class TroubleshootingQueue:
 
 def _item(row: Sequence[Any]) -> TroubleshootingItem:
     return TroubleshootingItem(*row)
-
-

@@ -1,3 +1,25 @@
-"""commandbus_sync: blocking facades over the async commandbus core (work in progress)."""
+"""commandbus_sync: blocking facades over the async commandbus core.
 
-__all__: list[str] = []
+For synchronous apps (Flask, Django, scripts): a :class:`SyncRuntime` runs the async core
+on one event loop in a background thread, and the ``Sync*`` facades mirror the async API
+method for method.
+"""
+
+from commandbus_sync._errors import AsyncContextError, RuntimeClosedError
+from commandbus_sync.bus import SyncCommandBus
+from commandbus_sync.config import configure
+from commandbus_sync.process import SyncProcessReplyRouter
+from commandbus_sync.runtime import SyncRuntime
+from commandbus_sync.troubleshooting import SyncTroubleshootingQueue
+from commandbus_sync.worker import SyncWorker
+
+__all__ = [
+    "AsyncContextError",
+    "RuntimeClosedError",
+    "SyncCommandBus",
+    "SyncProcessReplyRouter",
+    "SyncRuntime",
+    "SyncTroubleshootingQueue",
+    "SyncWorker",
+    "configure",
+]

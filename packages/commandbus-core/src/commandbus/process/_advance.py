@@ -46,8 +46,15 @@ class Snapshot:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Snapshot:
         return cls(
-            row[0], row[1], row[2], ProcessStatus(row[3]), row[4], row[5], row[6],
-            list(row[7]), list(row[8]),
+            row[0],
+            row[1],
+            row[2],
+            ProcessStatus(row[3]),
+            row[4],
+            row[5],
+            row[6],
+            list(row[7]),
+            list(row[8]),
         )
 
 
@@ -108,8 +115,12 @@ def advance(manager: BaseProcessManager[Any, Any], snap: Snapshot, reply: Reply)
             ProcessStatus.FAILED if reply.outcome == ReplyOutcome.FAILED else ProcessStatus.CANCELED
         )
         return Transition(
-            final, manager.dump_state(state), snap.completed_steps, [],
-            error_code=code, error_message=message,
+            final,
+            manager.dump_state(state),
+            snap.completed_steps,
+            [],
+            error_code=code,
+            error_message=message,
         )
     return Transition(
         ProcessStatus.COMPENSATING,

@@ -80,7 +80,11 @@ class BaseProcessManager(ABC, Generic[TState, TStep]):
             state, step = args
             if "state_type" not in cls.__dict__ and _is_dataclass_type(state):
                 cls.state_type = state
-            if "step_type" not in cls.__dict__ and isinstance(step, type) and issubclass(step, Enum):
+            if (
+                "step_type" not in cls.__dict__
+                and isinstance(step, type)
+                and issubclass(step, Enum)
+            ):
                 cls.step_type = step
 
     def __init__(self, bus: CommandBus) -> None:
@@ -155,7 +159,9 @@ class BaseProcessManager(ABC, Generic[TState, TStep]):
 
     # -- running -------------------------------------------------------------------
 
-    async def start(self, data: dict[str, Any], *, conn: AsyncConnection | None = None) -> uuid.UUID:
+    async def start(
+        self, data: dict[str, Any], *, conn: AsyncConnection | None = None
+    ) -> uuid.UUID:
         """Create the process and send its first command, atomically; its id.
 
         With ``conn`` both happen inside the caller's transaction (outbox pattern).

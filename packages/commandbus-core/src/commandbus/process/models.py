@@ -77,7 +77,7 @@ class ProcessInfo:
     current_step: str | None
     current_command_domain: str | None
     current_command_id: uuid.UUID | None
-    #: Status of the outstanding command (None once the process is finished).
+    #: Status of the current command; a finished process keeps its last step and command.
     current_command_status: CommandStatus | None
     state: dict[str, Any]
     completed_steps: list[str]

@@ -38,6 +38,7 @@ from commandbus.process._advance import Snapshot, Transition, advance, ignore_re
 from commandbus.process.manager import BaseProcessManager
 from commandbus.replies import ReplyQueue
 from commandbus.retry import RetryPolicy
+from commandbus.worker import _positive_int, _positive_number, _wait_first
 
 __all__ = ["ProcessReplyRouter"]
 
@@ -100,9 +101,7 @@ class ProcessReplyRouter:
                     "managers", f"{type(manager).__name__} is not a BaseProcessManager"
                 )
             if manager.process_type in index:
-                raise ConfigurationError(
-                    f"two managers for process type {manager.process_type!r}"
-                )
+                raise ConfigurationError(f"two managers for process type {manager.process_type!r}")
             if manager.reply_queue != self.reply_queue:
                 raise ConfigurationError(
                     f"{type(manager).__name__} replies to {manager.reply_queue!r}, "
@@ -146,7 +145,7 @@ class ProcessReplyRouter:
         finally:
             await self._shutdown(background)
 
-    async def stop(self, timeout: float | None = 30) -> None:
+    async def stop(self, timeout: float | None = 30) -> None:  # noqa: ASYNC109 - contract
         """Stop taking replies; let in-flight ones finish for up to ``timeout`` seconds.
 
         Replies still being applied after the timeout are cancelled (their transaction
@@ -201,9 +200,9 @@ class ProcessReplyRouter:
         if not task.cancelled() and task.exception() is not None:
             log.error("unexpected router error", exc_info=task.exception())
 
-    async def _drain(self, timeout: float | None) -> None:
+    async def _drain(self, grace: float | None) -> None:
         if self._in_flight:
-            _, still_running = await asyncio.wait(set(self._in_flight), timeout=timeout)
+            _, still_running = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in still_running:
                 task.cancel()
             if still_running:
@@ -315,7 +314,11 @@ class ProcessReplyRouter:
                 delay = self.retry_policy.delay_after(attempt)
                 log.warning(
                     "reply %s (attempt %d/%d) failed: %r; retrying in %.1fs",
-                    reply.msg_id, attempt, self.retry_policy.max_attempts, exc, delay,
+                    reply.msg_id,
+                    attempt,
+                    self.retry_policy.max_attempts,
+                    exc,
+                    delay,
                 )
                 await self._queue.release(reply, delay=delay)
                 self.stats["retried"] += 1
@@ -325,12 +328,11 @@ class ProcessReplyRouter:
                 reason = f"{type(exc).__name__}: {exc} (after {attempt} attempts)"
                 await self._park_alone(reply, "HANDLING_FAILED", reason, tb)
         except Exception:
-            log.exception("reply %s: recording the failure failed; its lease will expire",
-                          reply.msg_id)
+            log.exception(
+                "reply %s: recording the failure failed; its lease will expire", reply.msg_id
+            )
 
-    async def _park_alone(
-        self, reply: Reply, code: str, reason: str, tb: str | None
-    ) -> None:
+    async def _park_alone(self, reply: Reply, code: str, reason: str, tb: str | None) -> None:
         async with self.pool.connection() as conn, conn.transaction():
             if await self._queue.ack(reply, conn=conn):
                 await self._park(conn, reply, code, reason, tb)
@@ -393,24 +395,3 @@ def _advance_params(snap: Snapshot, reply: Reply, t: Transition) -> dict[str, An
         "reply_error_code": reply.error_code,
         "reply_error_message": reply.error_message,
     }
-
-
-async def _wait_first(awaitable: Any, watched: asyncio.Task[None]) -> None:
-    """Await ``awaitable``, but surface the error if ``watched`` dies first."""
-    waiter = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({waiter, watched}, return_when=asyncio.FIRST_COMPLETED)
-    if waiter not in done:
-        waiter.cancel()
-        watched.result()
-
-
-def _positive_int(field: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(field, f"must be a positive integer, got {value!r}")
-    return value
-
-
-def _positive_number(field: str, value: object) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
-    return float(value)

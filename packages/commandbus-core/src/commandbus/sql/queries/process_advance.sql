@@ -1,12 +1,13 @@
 -- process_advance: apply a reply to a locked process: its new status and state, the reply
 -- on the audit entry of the command it answers, and the audit entry of the next command
--- (if any; the command itself is written by send.sql in the same transaction).
+-- (if any; the command itself is written by send.sql in the same transaction). A process
+-- that ends keeps its last step and command, to show where it ended.
 WITH upd AS (
     UPDATE {schema}.processes
     SET status = %(status)s,
-        current_step = %(current_step)s,
-        current_command_domain = %(command_domain)s,
-        current_command_id = %(command_id)s::uuid,
+        current_step = COALESCE(%(current_step)s, current_step),
+        current_command_domain = COALESCE(%(command_domain)s, current_command_domain),
+        current_command_id = COALESCE(%(command_id)s::uuid, current_command_id),
         state = %(state)s::jsonb,
         completed_steps = %(completed_steps)s::jsonb,
         compensation_steps = %(compensation_steps)s::jsonb,

@@ -1,0 +1,7 @@
+"""``python -m commandbus.cli``: the ``commandbus`` console script."""
+
+import sys
+
+from commandbus.cli import main
+
+sys.exit(main())

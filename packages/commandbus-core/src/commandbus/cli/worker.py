@@ -1,0 +1,180 @@
+"""``commandbus worker APP:REGISTRY --domain D``: run handlers until SIGINT or SIGTERM.
+
+The first signal stops the worker gracefully: no new leases, in-flight handlers get
+``--stop-timeout`` seconds. A second signal cancels them (their commands are delivered
+again when their leases expire).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from commandbus.cli._args import Parser, UsageError, positive_int
+from commandbus.cli._connect import CONNECT_TIMEOUT, connect_kwargs, open_pool, resolve_dsn
+from commandbus.handlers import HandlerRegistry
+from commandbus.worker import Worker
+
+log = logging.getLogger("commandbus.cli")
+
+#: Pool connections beyond what the worker itself may hold (e.g. handlers' own queries).
+HEADROOM = 2
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def add_parser(commands: Any, common: Parser) -> None:
+    parser = commands.add_parser(
+        "worker",
+        parents=[common],
+        help="run the handlers of one domain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "app",
+        metavar="APP:REGISTRY",
+        help="module and its HandlerRegistry, e.g. shop.handlers:registry",
+    )
+    parser.add_argument("--domain", required=True)
+    parser.add_argument("--concurrency", type=positive_int, default=10, help="(default 10)")
+    parser.add_argument(
+        "--stop-timeout", type=float, default=30.0, metavar="SECONDS", help="(default 30)"
+    )
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="run through commandbus-sync's SyncWorker (plain-def handlers in a thread pool)",
+    )
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    registry = load_registry(args.app, args.domain)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("psycopg").setLevel(logging.WARNING)
+    if args.sync:
+        return _run_sync(args, registry)
+    return asyncio.run(_run_async(args, registry))
+
+
+def load_registry(spec: str, domain: str) -> HandlerRegistry:
+    """Import ``module:attribute`` and check it is a registry with handlers for ``domain``."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"APP:REGISTRY must look like 'package.module:registry', got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as with `python -m`: find modules of the project
+    try:
+        target: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name != missing and not module_name.startswith(missing + "."):
+            raise  # the module exists but imports something missing: its traceback helps
+        raise UsageError(f"cannot import {module_name!r}: {exc}") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise UsageError(f"{module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not isinstance(target, HandlerRegistry):
+        raise UsageError(f"{spec} is a {type(target).__name__}, not a HandlerRegistry")
+    if domain not in target.domains():
+        known = ", ".join(sorted(target.domains())) or "none"
+        raise UsageError(f"{spec} has no handler for domain {domain!r} (domains: {known})")
+    return target
+
+
+async def _run_async(args: argparse.Namespace, registry: HandlerRegistry) -> int:
+    async with open_pool(args) as pool:
+        worker = _worker(pool, args, registry)
+        await pool.resize(1, worker.required_connections() + HEADROOM)
+        task = asyncio.create_task(worker.run())
+        loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task[None]] = []
+
+        def stop() -> None:
+            if stopping:
+                log.warning("second signal: cancelling in-flight handlers")
+                task.cancel()
+                return
+            log.info("stopping: waiting up to %ss for in-flight handlers", args.stop_timeout)
+            stopping.append(asyncio.create_task(worker.stop(args.stop_timeout)))
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(stop)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in SIGNALS}
+        try:
+            _log_start(worker, pool.max_size)
+            await task
+        except asyncio.CancelledError:
+            if not stopping:
+                raise
+            return 130
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("stopped: %s", worker.stats)
+        return 0
+
+
+def _run_sync(args: argparse.Namespace, registry: HandlerRegistry) -> int:
+    try:
+        from commandbus_sync import SyncRuntime, SyncWorker
+    except ImportError:
+        raise UsageError(
+            '--sync needs the synchronous companion: pip install "commandbus[sync]"'
+        ) from None
+    dsn = resolve_dsn(args)
+    kwargs = connect_kwargs(dsn)
+    psycopg.connect(dsn, **kwargs).close()  # fail fast, with libpq's reason
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with SyncRuntime() as runtime:
+            pool = runtime.open_pool(
+                dsn, min_size=1, max_size=2, kwargs=kwargs, timeout=CONNECT_TIMEOUT * 2
+            )
+            worker = _worker(pool, args, registry)
+            runtime.run(pool.resize, 1, worker.required_connections() + HEADROOM)
+            _log_start(worker, pool.max_size)
+            sync_worker: Any = SyncWorker(worker, runtime=runtime)  # TODO: typed once it lands
+            sync_worker.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.info("stopped: %s", worker.stats)
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C, which SyncWorker.run handles as a graceful stop."""
+    raise KeyboardInterrupt
+
+
+def _worker(pool: Any, args: argparse.Namespace, registry: HandlerRegistry) -> Worker:
+    return Worker(
+        pool,
+        domain=args.domain,
+        registry=registry,
+        concurrency=args.concurrency,
+        schema=args.schema,
+    )
+
+
+def _log_start(worker: Worker, pool_size: int) -> None:
+    log.info(
+        "worker %s: domain %r, concurrency %d, %d connections; stop with Ctrl-C or SIGTERM",
+        worker.name,
+        worker.domain,
+        worker.concurrency,
+        pool_size,
+    )

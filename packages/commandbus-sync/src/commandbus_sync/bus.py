@@ -1,0 +1,219 @@
+"""SyncCommandBus: the blocking twin of :class:`commandbus.CommandBus`.
+
+Same method names, arguments, results and exceptions; each call runs the async method on a
+:class:`SyncRuntime` (one thread crossing). ``send``/``send_batch`` also take a synchronous
+``psycopg.Connection`` for the outbox pattern in sync apps, e.g. in Django::
+
+    from django.db import connection, transaction
+
+    with transaction.atomic():
+        order = Order.objects.create(...)
+        bus.send("orders", "Ship", uuid4(), {"order": order.pk}, conn=connection.connection)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import CommandBus, SendRequest, SendResult, ValidationError
+from commandbus._send import prepare_send
+from commandbus.models import BatchCommand, BatchInfo, BatchResult
+from commandbus_sync._facade import as_async_callback, blocking
+from commandbus_sync._outbox import check_connection, execute_send
+from commandbus_sync.runtime import SyncRuntime, get_default_runtime
+
+__all__ = ["SyncCommandBus"]
+
+
+class SyncCommandBus:
+    """Blocking :class:`CommandBus`. Build it from a bus, or from the bus's arguments::
+
+        SyncCommandBus(bus, runtime=rt)
+        SyncCommandBus(pool=pool, runtime=rt, schema="app")   # pool opened on rt
+        SyncCommandBus(conninfo="postgresql://...")           # opens a pool on the runtime
+
+    ``runtime`` defaults to the process-wide default runtime.
+    """
+
+    def __init__(
+        self,
+        bus: CommandBus | None = None,
+        /,
+        *,
+        pool: AsyncConnectionPool | None = None,
+        conninfo: str | None = None,
+        runtime: SyncRuntime | None = None,
+        schema: str | None = None,
+        default_max_attempts: int | None = None,
+        pool_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.runtime = runtime if runtime is not None else get_default_runtime()
+        self._owned_pool: AsyncConnectionPool | None = None
+        sources = [
+            n for n, v in (("bus", bus), ("pool", pool), ("conninfo", conninfo)) if v is not None
+        ]
+        if len(sources) != 1:
+            raise ValidationError(
+                "bus", f"pass exactly one of a CommandBus, pool= or conninfo= (got {sources})"
+            )
+        if pool_kwargs is not None and conninfo is None:
+            raise ValidationError("pool_kwargs", "only applies with conninfo=")
+        if bus is not None:
+            if not isinstance(bus, CommandBus):
+                raise ValidationError("bus", f"must be a CommandBus, got {type(bus).__name__}")
+            for name, value in (("schema", schema), ("default_max_attempts", default_max_attempts)):
+                if value is not None:
+                    raise ValidationError(name, "is taken from the given CommandBus; omit it")
+            self.runtime.check_pool(bus.pool)
+            self._target = bus
+            return
+        settings: dict[str, Any] = {}
+        if schema is not None:
+            settings["schema"] = schema
+        if default_max_attempts is not None:
+            settings["default_max_attempts"] = default_max_attempts
+        if pool is not None:
+            self._target = CommandBus(self.runtime.check_pool(pool), **settings)
+            return
+        assert conninfo is not None
+        opened = self.runtime.open_pool(conninfo, **dict(pool_kwargs or {}))
+        try:
+            self._target = CommandBus(opened, **settings)
+        except BaseException:
+            self.runtime.run(opened.close)
+            raise
+        self._owned_pool = opened
+
+    @property
+    def bus(self) -> CommandBus:
+        """The async bus every call is delegated to."""
+        return self._target
+
+    def send(
+        self,
+        domain: str,
+        command_type: str,
+        command_id: uuid.UUID,
+        data: dict[str, Any],
+        *,
+        correlation_id: uuid.UUID | None = None,
+        reply_to: str | None = None,
+        max_attempts: int | None = None,
+        delay: float | timedelta | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> SendResult:
+        """Blocking :meth:`CommandBus.send`; ``conn`` is the caller's sync connection (outbox)."""
+        if conn is not None:
+            request = SendRequest(
+                domain,
+                command_type,
+                command_id,
+                data,
+                correlation_id,
+                reply_to,
+                max_attempts,
+                delay,
+            )
+            (result,) = self.send_batch([request], conn=conn)
+            return result
+        return self.runtime.run(
+            self._target.send,
+            domain,
+            command_type,
+            command_id,
+            data,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            max_attempts=max_attempts,
+            delay=delay,
+        )
+
+    def send_batch(
+        self, requests: Sequence[SendRequest], *, conn: psycopg.Connection[Any] | None = None
+    ) -> list[SendResult]:
+        """Blocking :meth:`CommandBus.send_batch`; with ``conn``, written in the caller's
+        thread and transaction with the core's own statement."""
+        if conn is not None:
+            bus = self._target
+            sync_conn = check_connection(conn)
+            prepared = prepare_send(
+                requests, schema=bus.schema, default_max_attempts=bus.default_max_attempts
+            )
+            return execute_send(sync_conn, prepared)
+        return self.runtime.run(self._target.send_batch, requests)
+
+    get_command = blocking(CommandBus.get_command)
+    query_commands = blocking(CommandBus.query_commands)
+    get_audit_trail = blocking(CommandBus.get_audit_trail)
+    get_batch = blocking(CommandBus.get_batch)
+    list_batches = blocking(CommandBus.list_batches)
+    list_batch_commands = blocking(CommandBus.list_batch_commands)
+
+    def create_batch(
+        self,
+        domain: str,
+        commands: Sequence[BatchCommand | SendRequest],
+        *,
+        name: str | None = None,
+        custom_data: dict[str, Any] | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+        on_complete: Callable[[BatchInfo], object] | None = None,
+    ) -> BatchResult:
+        """Blocking :meth:`CommandBus.create_batch`; ``on_complete`` may be a plain ``def``
+        (it then runs in a worker thread, not on the loop)."""
+        if conn is not None:
+            check_connection(conn)
+            raise ValidationError(
+                "conn",
+                "create_batch cannot write on a synchronous connection yet: the core does not "
+                "expose its batch statements. Use send_batch(conn=...) for the outbox, or "
+                "create_batch without conn",
+            )
+        return self.runtime.run(
+            self._target.create_batch,
+            domain,
+            commands,
+            name=name,
+            custom_data=custom_data,
+            on_complete=as_async_callback(on_complete),
+        )
+
+    def watch_batch(
+        self,
+        domain: str,
+        batch_id: uuid.UUID,
+        on_complete: Callable[[BatchInfo], Awaitable[object] | object],
+    ) -> None:
+        """Blocking :meth:`CommandBus.watch_batch`; ``on_complete`` may be a plain ``def``."""
+        callback = as_async_callback(on_complete)
+        assert callback is not None
+        self.runtime.run(self._target.watch_batch, domain, batch_id, callback)
+
+    def close(self) -> None:
+        """Blocking :meth:`CommandBus.close`; also closes the pool opened from ``conninfo``."""
+        self.runtime.run(self._aclose)
+
+    async def _aclose(self) -> None:
+        try:
+            await self._target.close()
+        finally:
+            if self._owned_pool is not None:
+                await self._owned_pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Tests of the async core, against a real PostgreSQL."""

@@ -1,0 +1,76 @@
+"""Wake-up: LISTEN/NOTIFY starts work on an idle worker at once; polling covers the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import Command, CommandBus, CommandStatus, HandlerContext, HandlerRegistry
+from core.helpers import DOMAIN, make_worker, running, wait_for_event, wait_for_status
+
+
+async def test_a_command_sent_to_an_idle_worker_starts_well_under_the_poll_interval(
+    pool: AsyncConnectionPool, bus: CommandBus, schema: str
+) -> None:
+    started: dict[uuid.UUID, float] = {}
+    arrived = asyncio.Event()
+    registry = HandlerRegistry()
+
+    @registry.handler(DOMAIN, "Ping")
+    async def ping(command: Command, ctx: HandlerContext) -> None:
+        started[command.command_id] = time.perf_counter()
+        arrived.set()
+
+    latencies = []
+    async with running(make_worker(pool, schema, registry, poll_interval=5)):
+        # The first command also lets the worker finish its start-up dequeue and go idle.
+        for _ in range(6):
+            command_id = uuid.uuid4()
+            arrived.clear()
+            sent = time.perf_counter()
+            await bus.send(DOMAIN, "Ping", command_id, {})
+            await wait_for_event(arrived, timeout=4, what="the handler (polling is 5s)")
+            latencies.append(started[command_id] - sent)
+            await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
+
+    idle = latencies[1:]
+    assert max(idle) < 0.5, latencies
+    assert statistics.median(idle) < 0.1, latencies
+
+
+async def test_without_notify_polling_still_delivers(
+    pool: AsyncConnectionPool, bus: CommandBus, schema: str
+) -> None:
+    registry = HandlerRegistry()
+
+    async def noop(command: Command, ctx: HandlerContext) -> None:
+        return None
+
+    registry.register(DOMAIN, "Ping", noop)
+    command_id = uuid.uuid4()
+    worker = make_worker(pool, schema, registry, use_notify=False, poll_interval=0.1)
+    async with running(worker):
+        await bus.send(DOMAIN, "Ping", command_id, {})
+        await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
+
+
+async def test_a_delayed_command_is_delivered_when_due(
+    pool: AsyncConnectionPool, bus: CommandBus, schema: str
+) -> None:
+    started: list[float] = []
+    registry = HandlerRegistry()
+
+    @registry.handler(DOMAIN, "Later")
+    async def later(command: Command, ctx: HandlerContext) -> None:
+        started.append(time.perf_counter())
+
+    command_id = uuid.uuid4()
+    async with running(make_worker(pool, schema, registry, poll_interval=0.05)):
+        sent = time.perf_counter()
+        await bus.send(DOMAIN, "Later", command_id, {}, delay=0.3)
+        await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
+    assert started[0] - sent >= 0.25
