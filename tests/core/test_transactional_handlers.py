@@ -142,11 +142,6 @@ async def test_a_failed_statement_swallowed_by_the_handler_is_not_a_success(
     assert await _ledger_rows(pool, ledger) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py Worker._run_async commits ctx.conn after _finish even when the lease "
-    "was lost (finish.sql matched no row), so the late attempt's writes are kept",
-)
 async def test_a_handler_that_lost_its_lease_does_not_commit_its_writes(
     pool: AsyncConnectionPool, bus: CommandBus, schema: str, ledger: str
 ) -> None:

@@ -194,12 +194,6 @@ async def test_a_handler_that_always_overruns_its_lease_ends_in_troubleshooting(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py: Worker._extend_lease takes a second pool connection while the async "
-    "handler holds its own, but required_connections() only counts concurrency + listener; "
-    "when every handler extends at once the pool is exhausted (PoolTimeout -> retry)",
-)
 async def test_extend_visibility_works_in_the_smallest_pool_the_worker_accepts(
     database_url: str, pool: AsyncConnectionPool, bus: CommandBus, schema: str
 ) -> None:

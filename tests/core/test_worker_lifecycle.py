@@ -185,11 +185,6 @@ async def test_cancelling_the_run_task_stops_cleanly_and_redelivers_in_flight_wo
     assert meta.result == {"attempt": 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py _wait_first: when run() is cancelled while the listener starts, the "
-    "task waiting on listener_ready is never cancelled and is left behind",
-)
 async def test_cancelling_run_during_start_up_leaves_no_task_behind(
     pool: AsyncConnectionPool, schema: str
 ) -> None:
@@ -205,11 +200,6 @@ async def test_cancelling_run_during_start_up_leaves_no_task_behind(
     assert leftover == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py: stop() returns at once while run() has not started executing "
-    "(_running is False), and run() then resets _stopping, so the worker runs on",
-)
 async def test_stop_right_after_starting_the_run_task_stops_it(
     pool: AsyncConnectionPool, schema: str
 ) -> None:

@@ -37,9 +37,11 @@ async def test_a_command_sent_to_an_idle_worker_starts_well_under_the_poll_inter
             latencies.append(started[command_id] - sent)
             await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
 
+    # Polling alone would take up to 5s. The bounds leave room for a loaded test machine;
+    # bench/bench_worker.py measures the real figures (milliseconds).
     idle = latencies[1:]
-    assert max(idle) < 0.5, latencies
-    assert statistics.median(idle) < 0.1, latencies
+    assert max(idle) < 1.0, latencies
+    assert statistics.median(idle) < 0.25, latencies
 
 
 async def test_without_notify_polling_still_delivers(

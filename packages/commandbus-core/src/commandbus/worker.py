@@ -15,7 +15,8 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -77,7 +78,8 @@ class Worker:
         self.retry_policy = retry_policy or RetryPolicy()
         self.use_notify = use_notify
         self.thread_pool_size = (
-            self.concurrency if thread_pool_size is None
+            self.concurrency
+            if thread_pool_size is None
             else _positive_int("thread_pool_size", thread_pool_size)
         )
         self.schema = check_schema(schema)
@@ -131,14 +133,16 @@ class Worker:
         finally:
             await self._shutdown(background)
 
-    async def stop(self, timeout: float | None = 30) -> None:
+    async def stop(self, timeout: float | None = 30) -> None:  # noqa: ASYNC109
         """Stop taking work; let in-flight handlers finish for up to ``timeout`` seconds.
 
         Handlers still running after the timeout are cancelled and their commands are
         redelivered when their lease expires. Returns once nothing of the worker is left.
         """
         if not self._running:
-            return
+            await asyncio.sleep(0)  # a run() task created just before us starts first
+            if not self._running:
+                return
         self._stop_timeout = timeout
         self._stopping = True
         self._wake.set()
@@ -219,8 +223,10 @@ class Worker:
                 return outcome
             if status == TransactionStatus.INTRANS and outcome.status == CommandStatus.COMPLETED:
                 try:
-                    await self._finish(conn, [outcome])
-                    await conn.commit()
+                    if await self._finish(conn, [outcome]):
+                        await conn.commit()
+                    else:  # lease lost: another attempt owns the command and its writes
+                        await conn.rollback()
                     return None
                 except Exception as exc:
                     outcome = outcome_for_error(lease, exc, self.retry_policy)
@@ -248,17 +254,29 @@ class Worker:
             attempt=lease.attempt,
             max_attempts=lease.max_attempts,
             msg_id=lease.msg_id,
-            extend=functools.partial(self._extend_lease, lease),
+            extend=functools.partial(self._extend_lease, lease, conn),
             loop=asyncio.get_running_loop(),
             conn=conn,
         )
 
-    async def _extend_lease(self, lease: Lease, seconds: float) -> None:
+    async def _extend_lease(
+        self, lease: Lease, handler_conn: AsyncConnection | None, seconds: float
+    ) -> None:
         seconds = _positive_number("seconds", seconds)
         params = {"msg_id": lease.msg_id, "read_ct": lease.read_ct, "seconds": seconds}
-        async with self.pool.connection() as conn:
+        own = (
+            handler_conn
+            if handler_conn is not None
+            and (handler_conn.info.transaction_status == TransactionStatus.IDLE)
+            else None
+        )
+        # The extension must commit now to be seen by other workers: on the handler's
+        # own connection only while it has no transaction open, else on a pool connection.
+        async with _borrowed(self.pool, own) as conn:
             cur = await conn.execute(_sql.query("extend_lease", self.schema), params)
-            if await cur.fetchone() is None:
+            row = await cur.fetchone()
+            await conn.commit()
+            if row is None:
                 raise InvalidOperationError(
                     f"lease on command {lease.command.command_id} was lost: it expired and "
                     "another worker has leased it"
@@ -280,20 +298,32 @@ class Worker:
             while self._pending:
                 batch = self._pending[:_FINISH_BATCH]
                 del self._pending[:_FINISH_BATCH]
-                try:
-                    async with self.pool.connection() as conn:
-                        await self._finish(conn, [o for o, _ in batch])
-                except Exception as exc:
-                    log.exception("recording %d outcomes failed; leases will expire", len(batch))
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                    continue
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(True)
+                await self._record_batch(batch)
 
-    async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
+    async def _record_batch(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
+        """Record a batch in one statement; if that fails, each outcome on its own, so one
+        unrecordable row cannot hold back the others (their leases would expire)."""
+        try:
+            async with self.pool.connection() as conn:
+                await self._finish(conn, [o for o, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                for item in batch:
+                    await self._record_batch([item])
+                return
+            log.exception(
+                "recording the outcome of %s failed; its lease will expire",
+                batch[0][0].lease.command.command_id,
+            )
+            if not batch[0][1].done():
+                batch[0][1].set_exception(exc)
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(True)
+
+    async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
+        """Record outcomes; returns how many still held their lease (and were recorded)."""
         params = finish_params(outcomes, schema=self.schema, domain=self.domain)
         cur = await conn.execute(_sql.query("finish", self.schema), params)
         finished = {row[0] for row in await cur.fetchall()}
@@ -308,12 +338,13 @@ class Worker:
                 )
             else:
                 self.stats[_STAT[outcome.event_type]] += 1
+        return len(finished)
 
     # -- stopping ------------------------------------------------------------------
 
-    async def _drain(self, timeout: float | None) -> None:
+    async def _drain(self, grace: float | None) -> None:
         if self._in_flight:
-            _, still_running = await asyncio.wait(set(self._in_flight), timeout=timeout)
+            _, still_running = await asyncio.wait(set(self._in_flight), timeout=grace)
             for task in still_running:
                 task.cancel()
             if still_running:
@@ -335,7 +366,7 @@ class Worker:
             executor, self._executor = self._executor, None
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
-                await asyncio.to_thread(executor.shutdown, True)
+                await _join_executor(executor)
             self._running = False
             self.ready.clear()
             self._stopped.set()
@@ -376,10 +407,36 @@ def _lease(domain: str, row: Sequence[Any]) -> Lease:
 async def _wait_first(awaitable: Any, watched: asyncio.Task[None]) -> None:
     """Await ``awaitable``, but surface the error if ``watched`` dies first."""
     waiter = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({waiter, watched}, return_when=asyncio.FIRST_COMPLETED)
-    if waiter not in done:
+    try:
+        done, _ = await asyncio.wait({waiter, watched}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
         waiter.cancel()
+    if waiter not in done:
         watched.result()
+
+
+@contextlib.asynccontextmanager
+async def _borrowed(
+    pool: AsyncConnectionPool, conn: AsyncConnection | None
+) -> AsyncIterator[AsyncConnection]:
+    if conn is not None:
+        yield conn
+    else:
+        async with pool.connection() as own:
+            yield own
+
+
+async def _join_executor(executor: ThreadPoolExecutor) -> None:
+    """Wait for handler threads to exit without blocking the loop or leaving a thread."""
+    loop = asyncio.get_running_loop()
+    joined = loop.create_future()
+
+    def join() -> None:
+        executor.shutdown(wait=True)
+        loop.call_soon_threadsafe(lambda: joined.done() or joined.set_result(None))
+
+    threading.Thread(target=join, name="commandbus-executor-join", daemon=True).start()
+    await joined
 
 
 def _positive_int(field: str, value: object) -> int:
