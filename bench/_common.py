@@ -22,7 +22,9 @@ def server_url() -> Iterator[str]:
 
 
 @asynccontextmanager
-async def fresh_schema_pool(url: str, max_size: int = 20) -> AsyncIterator[tuple[AsyncConnectionPool, str]]:
+async def fresh_schema_pool(
+    url: str, max_size: int = 20
+) -> AsyncIterator[tuple[AsyncConnectionPool, str]]:
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     async with AsyncConnectionPool(url, min_size=max_size, max_size=max_size, open=False) as pool:
         await migrate(pool, schema=schema)

@@ -5,7 +5,6 @@ fails with a message saying what never happened.
 """
 
 # Deadlines are what these helpers are for, so they take ``timeout`` arguments.
-# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus._errors import ValidationError
 
-__all__ = ["fetch", "transaction"]
+__all__ = ["autocommit_connection", "fetch", "transaction"]
 
 
 @asynccontextmanager
@@ -55,28 +55,30 @@ async def transaction(
     await conn.execute(b"RELEASE SAVEPOINT commandbus")
 
 
-async def fetch(pool: AsyncConnectionPool, query: bytes, params: Any) -> list[tuple[Any, ...]]:
-    """Rows of one read-only statement, on a pool connection in autocommit mode.
+@asynccontextmanager
+async def autocommit_connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
+    """A pool connection in autocommit mode: each statement is its own transaction.
 
-    One round trip instead of three (BEGIN, statement, COMMIT) for a consistent read.
+    For work that is one statement, this is one round trip instead of three (BEGIN,
+    statement, COMMIT). The pool gets the connection back in the mode it lent it.
     """
-    async with pool.connection() as conn, _autocommit(conn):
+    async with pool.connection() as conn:
+        if conn.autocommit:
+            yield conn
+            return
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            try:
+                await conn.set_autocommit(False)  # no I/O on an idle connection
+            except psycopg.Error:
+                # Not idle (e.g. cancelled mid-query): the pool must not reuse it as it is.
+                await conn.close()
+
+
+async def fetch(pool: AsyncConnectionPool, query: bytes, params: Any) -> list[tuple[Any, ...]]:
+    """Rows of one read-only statement, in autocommit on a pool connection."""
+    async with autocommit_connection(pool) as conn:
         cur = await conn.execute(query, params)
         return await cur.fetchall()
-
-
-@asynccontextmanager
-async def _autocommit(conn: AsyncConnection) -> AsyncIterator[None]:
-    """Autocommit for the duration; the pool gets the connection back in the mode it lent it."""
-    if conn.autocommit:
-        yield
-        return
-    await conn.set_autocommit(True)
-    try:
-        yield
-    finally:
-        try:
-            await conn.set_autocommit(False)  # no I/O on an idle connection
-        except psycopg.Error:
-            # Not idle (e.g. cancelled mid-query): the pool must not reuse it in autocommit.
-            await conn.close()

@@ -2,6 +2,15 @@
 
 The async bus and the sync outbox path (``commandbus_sync``) both run
 :class:`PreparedSend`: the SQL and its rules exist only here.
+
+Two ways to run it, both all or nothing:
+
+* in a transaction (the caller's, or one of our own): execute ``query``, then
+  ``results(rows)``, which raises :class:`DuplicateCommandError` if a command was skipped
+  as a duplicate; the transaction (or savepoint) must then be rolled back;
+* alone on an autocommit connection, one round trip: execute ``atomic_query``; a duplicate
+  fails the statement with ``UniqueViolation`` (see :meth:`PreparedSend.is_duplicate`),
+  nothing is written, and ``existing_query`` then tells which ids were taken.
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from psycopg.errors import UniqueViolation
 
 from commandbus import _sql
 from commandbus._channels import command_channel
@@ -25,12 +36,25 @@ from commandbus.models import SendRequest, SendResult
 
 __all__ = ["PreparedSend", "prepare_send"]
 
+_COLUMNS = (
+    "domain",
+    "command_id",
+    "command_type",
+    "max_attempts",
+    "data",
+    "correlation_id",
+    "reply_to",
+    "delay",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedSend:
-    """A validated send: run ``query`` with ``params``, then ``results(rows)``."""
+    """A validated send: the statements to run, their ``params`` and how to read the result."""
 
     query: bytes
+    atomic_query: bytes
+    existing_query: bytes
     params: dict[str, Any]
     domain: str
     keys: tuple[tuple[str, uuid.UUID], ...]
@@ -38,10 +62,24 @@ class PreparedSend:
     def results(self, rows: Iterable[Sequence[Any]]) -> list[SendResult]:
         """Map returned rows to results in request order; missing ones are duplicates."""
         msg_ids: dict[tuple[str, uuid.UUID], int] = {(r[0], r[1]): r[2] for r in rows}
-        missing = [cid for key in self.keys if key not in msg_ids for cid in key[1:]]
+        missing = [key for key in self.keys if key not in msg_ids]
         if missing:
-            raise DuplicateCommandError(self.domain, missing)
+            raise _duplicates(missing)
         return [SendResult(key[1], msg_ids[key]) for key in self.keys]
+
+    @staticmethod
+    def is_duplicate(exc: UniqueViolation) -> bool:
+        """Whether ``atomic_query`` failed because a command id was taken."""
+        return exc.diag.table_name == "commands" and exc.diag.constraint_name == "commands_pkey"
+
+    def duplicate_error(self, existing: Iterable[Sequence[Any]]) -> DuplicateCommandError | None:
+        """The error naming the taken ids, from the rows of ``existing_query``."""
+        taken = {(r[0], r[1]) for r in existing}
+        return _duplicates([key for key in self.keys if key in taken]) if taken else None
+
+
+def _duplicates(keys: Sequence[tuple[str, uuid.UUID]]) -> DuplicateCommandError:
+    return DuplicateCommandError(keys[0][0], [command_id for _, command_id in keys])
 
 
 def prepare_send(
@@ -54,21 +92,9 @@ def prepare_send(
     """Validate every request (nothing is written if one is bad) and build the params."""
     if not requests:
         raise ValidationError("requests", "must contain at least one SendRequest")
-    columns: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "domain",
-            "command_id",
-            "command_type",
-            "max_attempts",
-            "data",
-            "correlation_id",
-            "reply_to",
-            "delay",
-        )
-    }
+    columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
     seen: set[tuple[str, uuid.UUID]] = set()
-    duplicates: list[uuid.UUID] = []
+    duplicates: list[tuple[str, uuid.UUID]] = []
     due_domains: set[str] = set()
     for index, req in enumerate(requests):
         if not isinstance(req, SendRequest):
@@ -81,7 +107,7 @@ def prepare_send(
         delay = check_delay(req.delay)
         key = (domain, command_id)
         if key in seen:
-            duplicates.append(command_id)
+            duplicates.append(key)
         seen.add(key)
         columns["domain"].append(domain)
         columns["command_id"].append(command_id)
@@ -98,12 +124,14 @@ def prepare_send(
         if delay == 0:
             due_domains.add(domain)
     if duplicates:
-        raise DuplicateCommandError(requests[0].domain, duplicates)
+        raise _duplicates(duplicates)
     params: dict[str, Any] = dict(columns)
     params["batch_id"] = batch_id
     params["channels"] = sorted(command_channel(schema, d) for d in due_domains)
     return PreparedSend(
-        query=_sql.query("send", schema),
+        query=_sql.query("send", schema, on_conflict="ON CONFLICT DO NOTHING"),
+        atomic_query=_sql.query("send", schema, on_conflict=""),
+        existing_query=_sql.query("existing_commands", schema),
         params=params,
         domain=requests[0].domain,
         keys=tuple(zip(columns["domain"], columns["command_id"], strict=True)),

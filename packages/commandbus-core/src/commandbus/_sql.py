@@ -17,9 +17,15 @@ __all__ = ["migration_files", "query", "render"]
 _PACKAGE = "commandbus.sql"
 
 
-def render(template: str, schema: str) -> bytes:
-    """Render a template with ``{schema}`` replaced by the quoted identifier."""
-    composed = sql.SQL(template).format(schema=sql.Identifier(schema))
+def render(template: str, schema: str, **fragments: str) -> bytes:
+    """Render a template with ``{schema}`` replaced by the quoted identifier.
+
+    Any other placeholder takes a SQL fragment from ``fragments``: constants of the
+    library that select a variant of a statement, never user input.
+    """
+    composed = sql.SQL(template).format(
+        schema=sql.Identifier(schema), **{k: sql.SQL(v) for k, v in fragments.items()}
+    )
     return composed.as_string(None).encode()
 
 
@@ -29,9 +35,9 @@ def _template(name: str) -> str:
 
 
 @functools.cache
-def query(name: str, schema: str) -> bytes:
+def query(name: str, schema: str, **fragments: str) -> bytes:
     """The statement ``sql/queries/<name>.sql`` for ``schema``, ready to execute."""
-    return render(_template(name), schema)
+    return render(_template(name), schema, **fragments)
 
 
 def migration_files() -> list[tuple[int, str, str]]:

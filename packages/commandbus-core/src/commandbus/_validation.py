@@ -13,6 +13,8 @@ from commandbus._errors import ValidationError
 from commandbus.models import CommandStatus
 
 __all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_DELAY",
     "MAX_NAME_LENGTH",
     "check_datetime",
     "check_delay",
@@ -20,6 +22,8 @@ __all__ = [
     "check_max_attempts",
     "check_name",
     "check_paging",
+    "check_positive_int",
+    "check_positive_seconds",
     "check_status",
     "require_uuid",
     "check_schema",
@@ -28,6 +32,12 @@ __all__ = [
 ]
 
 MAX_NAME_LENGTH = 128
+MAX_ATTEMPTS = 2**31 - 1  # the integer column's range
+MAX_DELAY = timedelta(days=36_500)  # far enough for any schedule, well inside timestamptz
+# One encoder for every call: json.dumps with options builds a new one each time.
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+# U+0000 escaped by the encoder (an even number of backslashes before it is text, not escape).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # Matched with fullmatch: "$" alone would let a trailing newline through.
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -66,9 +76,12 @@ def dump_json_object(field: str, value: object) -> str:
     """Serialise a JSON object once; the text goes to PostgreSQL as jsonb."""
     check_json_object(field, value)
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = _JSON.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        raise ValidationError(field, "contains U+0000 (NUL), which PostgreSQL's jsonb cannot store")
+    return text
 
 
 def check_json_object(field: str, value: object) -> dict[str, Any]:
@@ -89,16 +102,19 @@ def check_delay(value: object) -> float:
         raise ValidationError(
             "delay", f"must be seconds or a timedelta, got {type(value).__name__}"
         )
-    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-        raise ValidationError("delay", f"must be a finite, non-negative duration, got {value!r}")
+    if math.isnan(seconds) or not 0 <= seconds <= MAX_DELAY.total_seconds():
+        raise ValidationError(
+            "delay",
+            f"must be a non-negative duration of at most {MAX_DELAY.days} days, got {value!r}",
+        )
     return seconds
 
 
 def check_max_attempts(value: object, default: int, field: str = "max_attempts") -> int:
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(field, f"must be an integer >= 1, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ATTEMPTS:
+        raise ValidationError(field, f"must be an integer from 1 to {MAX_ATTEMPTS}, got {value!r}")
     return value
 
 
@@ -134,3 +150,15 @@ def check_paging(limit: object, offset: object) -> dict[str, int]:
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise ValidationError("offset", f"must be a non-negative integer, got {offset!r}")
     return {"limit": limit, "offset": offset}
+
+
+def check_positive_int(field: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError(field, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def check_positive_seconds(field: str, value: object) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -20,9 +20,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
+from commandbus._db import transaction
 from commandbus._errors import BatchNotFoundError, ValidationError
 from commandbus._rows import command_metadata
-from commandbus._transaction import transaction
 from commandbus._validation import (
     check_name,
     check_paging,

@@ -9,11 +9,12 @@ from types import TracebackType
 from typing import Any, Self
 
 from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql, batches
 from commandbus._batch_watcher import BatchWatcher
-from commandbus._db import fetch, transaction
+from commandbus._db import autocommit_connection, fetch, transaction
 from commandbus._errors import BatchNotFoundError
 from commandbus._rows import audit_event, command_metadata
 from commandbus._send import PreparedSend, prepare_send
@@ -130,8 +131,22 @@ class CommandBus:
     async def _execute_send(
         self, prepared: PreparedSend, conn: AsyncConnection | None
     ) -> list[SendResult]:
-        async with transaction(self.pool, conn) as tx:
-            cur = await tx.execute(prepared.query, prepared.params)
+        if conn is not None:
+            async with transaction(self.pool, conn) as tx:
+                cur = await tx.execute(prepared.query, prepared.params)
+                return prepared.results(await cur.fetchall())
+        # On our own, the statement is the transaction: one round trip, all or nothing.
+        async with autocommit_connection(self.pool) as own:
+            try:
+                cur = await own.execute(prepared.atomic_query, prepared.params)
+            except UniqueViolation as exc:
+                if not prepared.is_duplicate(exc):
+                    raise
+                cur = await own.execute(prepared.existing_query, prepared.params)
+                error = prepared.duplicate_error(await cur.fetchall())
+                if error is None:  # the taken row is gone again: report what PostgreSQL said
+                    raise
+                raise error from None
             return prepared.results(await cur.fetchall())
 
     async def get_command(self, domain: str, command_id: uuid.UUID) -> CommandMetadata | None:

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
 from commandbus._channels import command_channel
-from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
+from commandbus._errors import ConfigurationError, InvalidOperationError
 from commandbus._listener import listen
 from commandbus._outcomes import (
     Lease,
@@ -37,7 +37,13 @@ from commandbus._outcomes import (
     outcome_for_missing_handler,
     outcome_for_result,
 )
-from commandbus._validation import check_name, check_schema
+from commandbus._tasks import wait_first
+from commandbus._validation import (
+    check_name,
+    check_positive_int,
+    check_positive_seconds,
+    check_schema,
+)
 from commandbus.handlers import HandlerContext, HandlerRegistry, is_async_handler
 from commandbus.models import Command, CommandStatus
 from commandbus.retry import RetryPolicy
@@ -72,15 +78,15 @@ class Worker:
         self.pool = pool
         self.domain = check_name("domain", domain)
         self.registry = registry
-        self.concurrency = _positive_int("concurrency", concurrency)
-        self.visibility_timeout = _positive_number("visibility_timeout", visibility_timeout)
-        self.poll_interval = _positive_number("poll_interval", poll_interval)
+        self.concurrency = check_positive_int("concurrency", concurrency)
+        self.visibility_timeout = check_positive_seconds("visibility_timeout", visibility_timeout)
+        self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
         self.retry_policy = retry_policy or RetryPolicy()
         self.use_notify = use_notify
         self.thread_pool_size = (
             self.concurrency
             if thread_pool_size is None
-            else _positive_int("thread_pool_size", thread_pool_size)
+            else check_positive_int("thread_pool_size", thread_pool_size)
         )
         self.schema = check_schema(schema)
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
@@ -126,14 +132,14 @@ class Worker:
                 background.append(
                     asyncio.create_task(listen(self.pool, channel, self._wake, listener_ready))
                 )
-                await _wait_first(listener_ready.wait(), background[-1])
+                await wait_first(listener_ready.wait(), background[-1])
             self.ready.set()
             await self._fetch_loop()
             await self._drain(self._stop_timeout)
         finally:
             await self._shutdown(background)
 
-    async def stop(self, timeout: float | None = 30) -> None:  # noqa: ASYNC109
+    async def stop(self, timeout: float | None = 30) -> None:
         """Stop taking work; let in-flight handlers finish for up to ``timeout`` seconds.
 
         Handlers still running after the timeout are cancelled and their commands are
@@ -262,7 +268,7 @@ class Worker:
     async def _extend_lease(
         self, lease: Lease, handler_conn: AsyncConnection | None, seconds: float
     ) -> None:
-        seconds = _positive_number("seconds", seconds)
+        seconds = check_positive_seconds("seconds", seconds)
         params = {"msg_id": lease.msg_id, "read_ct": lease.read_ct, "seconds": seconds}
         own = (
             handler_conn
@@ -404,17 +410,6 @@ def _lease(domain: str, row: Sequence[Any]) -> Lease:
     return Lease(msg_id, read_ct, command, attempts, max_attempts)
 
 
-async def _wait_first(awaitable: Any, watched: asyncio.Task[None]) -> None:
-    """Await ``awaitable``, but surface the error if ``watched`` dies first."""
-    waiter = asyncio.ensure_future(awaitable)
-    try:
-        done, _ = await asyncio.wait({waiter, watched}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-    if waiter not in done:
-        watched.result()
-
-
 @contextlib.asynccontextmanager
 async def _borrowed(
     pool: AsyncConnectionPool, conn: AsyncConnection | None
@@ -426,6 +421,11 @@ async def _borrowed(
             yield own
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def _join_executor(executor: ThreadPoolExecutor) -> None:
     """Wait for handler threads to exit without blocking the loop or leaving a thread."""
     loop = asyncio.get_running_loop()
@@ -433,19 +433,7 @@ async def _join_executor(executor: ThreadPoolExecutor) -> None:
 
     def join() -> None:
         executor.shutdown(wait=True)
-        loop.call_soon_threadsafe(lambda: joined.done() or joined.set_result(None))
+        loop.call_soon_threadsafe(_resolve, joined)
 
     threading.Thread(target=join, name="commandbus-executor-join", daemon=True).start()
     await joined
-
-
-def _positive_int(field: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(field, f"must be a positive integer, got {value!r}")
-    return value
-
-
-def _positive_number(field: str, value: object) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
-    return float(value)

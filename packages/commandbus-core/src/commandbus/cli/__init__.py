@@ -9,6 +9,7 @@ exit with 2 for bad input, 1 for an unreachable database or another database err
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -58,6 +59,8 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    if sys.platform == "win32":  # psycopg's async connections need a selector loop
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
     try:
         args = build_parser().parse_args(argv)
         if args.command != "worker":

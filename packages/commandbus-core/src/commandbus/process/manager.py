@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 from psycopg import AsyncConnection
 
 from commandbus import _sql
+from commandbus._db import transaction
 from commandbus._errors import ConfigurationError, ValidationError
-from commandbus._transaction import transaction
 from commandbus._validation import check_name, dump_json_object
 from commandbus.bus import CommandBus
 from commandbus.models import Reply, SendRequest
@@ -70,7 +70,7 @@ class BaseProcessManager(ABC, Generic[TState, TStep]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for base in getattr(cls, "__orig_bases__", ()):
+        for base in cls.__dict__.get("__orig_bases__", ()):
             origin = get_origin(base)
             if not (isinstance(origin, type) and issubclass(origin, BaseProcessManager)):
                 continue

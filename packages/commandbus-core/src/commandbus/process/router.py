@@ -32,13 +32,18 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import _sql
 from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
 from commandbus._listener import listen
-from commandbus._validation import check_name, check_schema
+from commandbus._tasks import wait_first
+from commandbus._validation import (
+    check_name,
+    check_positive_int,
+    check_positive_seconds,
+    check_schema,
+)
 from commandbus.models import Reply
 from commandbus.process._advance import Snapshot, Transition, advance, ignore_reason
 from commandbus.process.manager import BaseProcessManager
 from commandbus.replies import ReplyQueue
 from commandbus.retry import RetryPolicy
-from commandbus.worker import _positive_int, _positive_number, _wait_first
 
 __all__ = ["ProcessReplyRouter"]
 
@@ -66,9 +71,9 @@ class ProcessReplyRouter:
         self.pool = pool
         self.reply_queue = check_name("reply_queue", reply_queue)
         self.schema = check_schema(schema)
-        self.concurrency = _positive_int("concurrency", concurrency)
-        self.visibility_timeout = _positive_number("visibility_timeout", visibility_timeout)
-        self.poll_interval = _positive_number("poll_interval", poll_interval)
+        self.concurrency = check_positive_int("concurrency", concurrency)
+        self.visibility_timeout = check_positive_seconds("visibility_timeout", visibility_timeout)
+        self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
         self.use_notify = use_notify
         self.retry_policy = retry_policy or RetryPolicy()
         self.managers = self._index(managers)
@@ -138,14 +143,14 @@ class ProcessReplyRouter:
                         listen(self.pool, self._queue.channel, self._wake, listener_ready)
                     )
                 )
-                await _wait_first(listener_ready.wait(), background[-1])
+                await wait_first(listener_ready.wait(), background[-1])
             self.ready.set()
             await self._fetch_loop()
             await self._drain(self._stop_timeout)
         finally:
             await self._shutdown(background)
 
-    async def stop(self, timeout: float | None = 30) -> None:  # noqa: ASYNC109 - contract
+    async def stop(self, timeout: float | None = 30) -> None:
         """Stop taking replies; let in-flight ones finish for up to ``timeout`` seconds.
 
         Replies still being applied after the timeout are cancelled (their transaction

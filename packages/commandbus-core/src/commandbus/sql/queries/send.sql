@@ -1,12 +1,17 @@
 -- send: write commands, their queue messages and SENT audit events in one statement.
--- One array element per command; duplicates are skipped by ON CONFLICT and detected by
--- the caller from the rows returned. At most one NOTIFY per distinct, due domain.
+-- One array element per command; the arrays travel in binary (no text escaping of the JSON).
+-- {on_conflict} picks how a duplicate (domain, command_id) ends the statement:
+--   "ON CONFLICT DO NOTHING" inside a transaction the caller controls: a duplicate is
+--     skipped, the caller sees its row missing from the result, raises and rolls back;
+--   "" when the statement runs alone in autocommit: a duplicate fails the whole statement
+--     with unique_violation, so nothing is written, in one round trip.
+-- At most one NOTIFY per distinct, due domain.
 WITH input AS (
     SELECT *
     FROM unnest(
-        %(domain)s::text[], %(command_id)s::uuid[], %(command_type)s::text[],
-        %(max_attempts)s::int[], %(data)s::text[], %(correlation_id)s::uuid[],
-        %(reply_to)s::text[], %(delay)s::float8[]
+        %(domain)b::text[], %(command_id)b::uuid[], %(command_type)b::text[],
+        %(max_attempts)b::int[], %(data)b::text[], %(correlation_id)b::uuid[],
+        %(reply_to)b::text[], %(delay)b::float8[]
     ) AS t(domain, command_id, command_type, max_attempts, data, correlation_id, reply_to, delay)
 ), cmd AS (
     INSERT INTO {schema}.commands
@@ -15,7 +20,7 @@ WITH input AS (
     SELECT domain, command_id, command_type, 'PENDING', max_attempts, data::jsonb,
            correlation_id, reply_to, %(batch_id)s::uuid
     FROM input
-    ON CONFLICT DO NOTHING
+    {on_conflict}
     RETURNING domain, command_id
 ), msg AS (
     INSERT INTO {schema}.queue (domain, command_id, vt)
