@@ -18,15 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import fresh_schema_pool, server_url  # noqa: E402
-
-from commandbus import CommandBus, HandlerRegistry, SendRequest, Worker  # noqa: E402
+from _common import fresh_schema_pool, server_url
+from commandbus import CommandBus, HandlerRegistry, SendRequest, Worker
 
 DOMAIN = "bench"
 
 
 async def _wait_all_done(pool, schema: str, n: int) -> None:  # type: ignore[no-untyped-def]
-    query = f'SELECT count(*) FROM "{schema}".commands WHERE status = \'COMPLETED\''
+    query = f"SELECT count(*) FROM \"{schema}\".commands WHERE status = 'COMPLETED'"
     while True:
         async with pool.connection() as conn:
             (done,) = await (await conn.execute(query)).fetchone()  # type: ignore[misc]
@@ -49,11 +48,14 @@ async def throughput(url: str, n: int, concurrency: int, plain: bool) -> float:
             registry.register(DOMAIN, "Noop", noop)
         for start in range(0, n, 1000):
             await bus.send_batch(
-                [SendRequest(DOMAIN, "Noop", uuid.uuid4(), {"i": i})
-                 for i in range(start, min(n, start + 1000))]
+                [
+                    SendRequest(DOMAIN, "Noop", uuid.uuid4(), {"i": i})
+                    for i in range(start, min(n, start + 1000))
+                ]
             )
-        worker = Worker(pool, domain=DOMAIN, registry=registry, concurrency=concurrency,
-                        schema=schema)
+        worker = Worker(
+            pool, domain=DOMAIN, registry=registry, concurrency=concurrency, schema=schema
+        )
         t0 = time.perf_counter()
         task = asyncio.create_task(worker.run())
         await _wait_all_done(pool, schema, n)
@@ -75,8 +77,9 @@ async def latency(url: str, samples: int) -> tuple[float, float]:
             arrived.set()
 
         registry.register(DOMAIN, "Ping", mark)
-        worker = Worker(pool, domain=DOMAIN, registry=registry, concurrency=4,
-                        poll_interval=5.0, schema=schema)
+        worker = Worker(
+            pool, domain=DOMAIN, registry=registry, concurrency=4, poll_interval=5.0, schema=schema
+        )
         task = asyncio.create_task(worker.run())
         await worker.ready.wait()
         lat = []

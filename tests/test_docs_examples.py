@@ -60,7 +60,11 @@ def test_example_runs(code: str, example_database: str, tmp_path: Path) -> None:
     script.write_text(code)
     env = {**os.environ, "DATABASE_URL": example_database}
     out = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
         cwd=tmp_path,
     )
     assert out.returncode == 0, f"example failed:\n{out.stdout}\n{out.stderr}"
