@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import threading
 import time
@@ -114,6 +115,23 @@ class AsyncSide:
         self.loop.close()
 
 
+class CpuClock:
+    """Process CPU seconds (all threads of this process: the client side only)."""
+
+    def __init__(self) -> None:
+        self.spent = {"async": 0.0, "sync": 0.0}
+
+    def timed(self, side: str, run: Callable[[], float]) -> Callable[[], float]:
+        def wrapper() -> float:
+            start = time.process_time()
+            try:
+                return run()
+            finally:
+                self.spent[side] += time.process_time() - start
+
+        return wrapper
+
+
 def compare(
     label: str, rounds: int, async_s: Callable[[], float], sync_s: Callable[[], float]
 ) -> tuple[float, float, float]:
@@ -138,18 +156,20 @@ def measure(rt: SyncRuntime, url: str, args: argparse.Namespace, options: dict[s
     sync_many = SyncCommandBus(pool=many_pool, runtime=rt, schema=schema)
     async_one = AsyncSide(url, schema, 1, options)
     async_many = AsyncSide(url, schema, threads, options)
+    cpu1, cpu8 = CpuClock(), CpuClock()
+    sends = n * (args.rounds + 1)
     try:
         a1, s1, r1 = compare(
             "single-threaded",
             args.rounds,
-            lambda: async_one.seconds(n, 1),
-            lambda: sync_sends(sync_one, n, 1),
+            cpu1.timed("async", lambda: async_one.seconds(n, 1)),
+            cpu1.timed("sync", lambda: sync_sends(sync_one, n, 1)),
         )
         a8, s8, r8 = compare(
             f"{threads} threads vs concurrency {threads}",
             args.rounds,
-            lambda: async_many.seconds(n, threads),
-            lambda: sync_sends(sync_many, n, threads),
+            cpu8.timed("async", lambda: async_many.seconds(n, threads)),
+            cpu8.timed("sync", lambda: sync_sends(sync_many, n, threads)),
         )
     finally:
         async_one.close()
@@ -160,11 +180,22 @@ def measure(rt: SyncRuntime, url: str, args: argparse.Namespace, options: dict[s
     print(f"  single-threaded send, {n:,} sends x {args.rounds} rounds (medians)")
     print(f"    await CommandBus.send      {a1 / n * 1e6:8.1f} us/send  {n / a1:8,.0f} sends/s")
     print(f"    SyncCommandBus.send        {s1 / n * 1e6:8.1f} us/send  {n / s1:8,.0f} sends/s")
-    print(f"    ratio sync/async           {r1:8.3f}   (target <= 1.25)")
+    print(f"    ratio sync/async, paired   {r1:8.3f}   (target <= 1.25; median of round ratios)")
+    print(f"    ratio of the medians       {s1 / a1:8.3f}")
+    print(
+        f"    client CPU per send        async {cpu1.spent['async'] / sends * 1e6:.0f} us,"
+        f" sync {cpu1.spent['sync'] / sends * 1e6:.0f} us"
+    )
     print(f"  {threads} threads sharing one runtime vs async bus at concurrency {threads}")
     print(f"    async throughput           {n / a8:8,.0f} sends/s")
     print(f"    sync throughput            {n / s8:8,.0f} sends/s")
-    print(f"    sync/async throughput      {1 / r8:8.1%}   (target >= 90%)")
+    print(f"    sync/async, paired         {1 / r8:8.1%}   (target >= 90%; median of round ratios)")
+    print(f"    ratio of the medians       {a8 / s8:8.1%}")
+    print(
+        f"    client CPU per send        async {cpu8.spent['async'] / sends * 1e6:.0f} us,"
+        f" sync {cpu8.spent['sync'] / sends * 1e6:.0f} us"
+        f"  (CPUs: {os.cpu_count()}, shared with the server)"
+    )
 
 
 def main(url: str, args: argparse.Namespace) -> None:

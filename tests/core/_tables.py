@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from psycopg import sql
+import anyio
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 TABLES = ("commands", "queue", "audit")
@@ -47,3 +48,22 @@ class Tables:
         query = sql.SQL(statement).format(schema=sql.Identifier(self.schema))
         async with self.pool.connection() as conn:
             await conn.execute(query, params)
+
+
+async def wait_for_lock_waiters(
+    conn: AsyncConnection, schema: str, table: str, expected: int
+) -> None:
+    """Return once ``expected`` backends wait for a lock on ``schema.table``."""
+    query = """
+        SELECT count(*) FROM pg_locks
+        WHERE NOT granted AND relation = (
+            SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s
+        )
+    """
+    while True:
+        cur = await conn.execute(query, [schema, table])
+        row = await cur.fetchone()
+        if row is not None and row[0] >= expected:
+            return
+        await anyio.sleep(0.01)

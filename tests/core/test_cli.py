@@ -9,6 +9,7 @@ for an interpreter start.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -99,13 +100,9 @@ def test_console_script_is_declared() -> None:
     assert script.load() is main
 
 
-async def test_migrate_creates_the_schema_then_reports_it_up_to_date(
-    database_url: str, schema: str
-) -> None:
+async def test_migrate_creates_the_schema(database_url: str, schema: str) -> None:
     first = (await run_cli(*db(database_url, schema, "migrate", "--json"))).json()
     assert first == {"schema": schema, "applied": [1, 2]}
-    again = await run_cli(*db(database_url, schema, "migrate"))
-    assert again.status == 0 and "up to date" in again.stdout
     with psycopg.connect(database_url) as conn:
         found = conn.execute("SELECT to_regclass(%s)", [f"{schema}.commands"]).fetchone()
     assert found is not None and found[0] is not None
@@ -125,15 +122,13 @@ async def test_commands_list_and_show_parse_back_as_json(
     for index, command_id in enumerate(ids):
         await bus.send(DOMAIN, "Ship" if index else "Pay", command_id, {"n": index})
 
-    listed, paid, shown, human = await run_many(
-        db(database_url, schema, "--json", "commands", "list"),
-        db(database_url, schema, "commands", "list", "--type", "Pay", "--json"),
+    shipped, shown, human = await run_many(
+        db(database_url, schema, "--json", "commands", "list", "--type", "Ship"),
         db(database_url, schema, "commands", "show", DOMAIN, str(ids[1]), "--json"),
         db(database_url, schema, "commands", "show", DOMAIN, str(ids[1])),
     )
 
-    assert {c["command_id"] for c in listed.json()} == {str(i) for i in ids}
-    assert [c["command_id"] for c in paid.json()] == [str(ids[0])]
+    assert {c["command_id"] for c in shipped.json()} == {str(i) for i in ids[1:]}
     detail = shown.json()
     assert detail["command"]["command_id"] == str(ids[1])
     assert detail["command"]["status"] == "PENDING"
@@ -146,45 +141,22 @@ async def test_commands_list_and_show_parse_back_as_json(
 async def test_operator_actions_on_the_troubleshooting_queue_are_audited_with_their_operator(
     database_url: str, schema: str, pool: AsyncConnectionPool, bus: CommandBus
 ) -> None:
-    retry_id, cancel_id, complete_id = await _park(pool, schema, bus, 3)
+    retry_id, cancel_id, complete_id, left_id = await _park(pool, schema, bus, 4)
+    pending_id = uuid.uuid4()
+    await bus.send(DOMAIN, "Pay", pending_id, {})
+    on = functools.partial(db, database_url, schema, "tsq")
 
-    listed = (await run_cli(*db(database_url, schema, "tsq", "list", "--json"))).json()
-    assert {item["command_id"] for item in listed} == {
-        str(retry_id),
-        str(cancel_id),
-        str(complete_id),
-    }
-    assert {item["last_error_code"] for item in listed} == {"BROKEN"}
-
-    results = await run_many(
-        db(database_url, schema, "tsq", "retry", DOMAIN, str(retry_id)),  # operator: $USER
-        db(
-            database_url,
-            schema,
-            "tsq",
-            "cancel",
-            DOMAIN,
-            str(cancel_id),
-            "--reason",
-            "dup",
-            "--operator",
-            "alice",
-        ),
-        db(
-            database_url,
-            schema,
-            "tsq",
-            "complete",
-            DOMAIN,
-            str(complete_id),
-            "--result",
-            '{"refund": 5}',
-            "--operator",
-            "bob",
-        ),
+    retry, cancel, complete, refused = await run_many(
+        on("retry", DOMAIN, str(retry_id)),  # --operator defaults to $USER
+        on("cancel", DOMAIN, str(cancel_id), "--reason", "dup", "--operator", "alice"),
+        on("complete", DOMAIN, str(complete_id), "--result", '{"refund": 5}', "--operator", "bob"),
+        on("retry", DOMAIN, str(pending_id)),
     )
-    assert [r.status for r in results] == [0, 0, 0], [r.stderr for r in results]
+    listed = (await run_cli(*on("list", "--json"))).json()
 
+    assert [r.status for r in (retry, cancel, complete)] == [0, 0, 0]
+    assert "not in the troubleshooting queue" in refused.one_line_error(2)
+    assert [(i["command_id"], i["last_error_code"]) for i in listed] == [(str(left_id), "BROKEN")]
     expected = {
         retry_id: (CommandStatus.PENDING, "OPERATOR_RETRY", USER),
         cancel_id: (CommandStatus.CANCELED, "OPERATOR_CANCEL", "alice"),
@@ -197,10 +169,6 @@ async def test_operator_actions_on_the_troubleshooting_queue_are_audited_with_th
         assert (last.event_type, last.details.get("operator")) == (event_type, operator)
     completed = await bus.get_command(DOMAIN, complete_id)
     assert completed is not None and completed.result == {"refund": 5}
-
-    # The command has left the queue: a second action is refused, in one line.
-    again = await run_cli(*db(database_url, schema, "tsq", "retry", DOMAIN, str(cancel_id)))
-    assert "not in the troubleshooting queue" in again.one_line_error(2)
 
 
 async def test_stats_count_commands_by_domain_and_status_and_the_queue_per_domain(
@@ -233,12 +201,11 @@ async def test_batches_and_processes_list_and_show(
         process_id = await env.start_order("o-7")
         await env.wait_status(process_id, ProcessStatus.COMPLETED)
 
-    batches, batch_detail, processes, process_detail, human = await run_many(
+    batches, batch_detail, processes, process_detail = await run_many(
         db(database_url, schema, "batches", "list", "--domain", DOMAIN, "--json"),
         db(database_url, schema, "batches", "show", DOMAIN, str(batch.batch_id), "--json"),
         db(database_url, schema, "processes", "list", "--domain", SAGA_DOMAIN, "--json"),
         db(database_url, schema, "processes", "show", str(process_id), "--json"),
-        db(database_url, schema, "processes", "show", str(process_id)),
     )
 
     assert [(b["batch_id"], b["name"], b["total"]) for b in batches.json()] == [
@@ -258,7 +225,6 @@ async def test_batches_and_processes_list_and_show(
         ("CHARGE", "SUCCESS"),
         ("SHIP", "SUCCESS"),
     ]
-    assert human.status == 0 and "order_fulfilment" in human.stdout and "SHIP" in human.stdout
 
 
 async def test_bad_input_exits_2_with_one_line_and_no_traceback(

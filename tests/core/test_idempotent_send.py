@@ -10,7 +10,7 @@ import pytest
 from psycopg import AsyncConnection, sql
 
 from commandbus import CommandBus, CommandBusError, DuplicateCommandError, SendResult
-from core._tables import Tables
+from core._tables import Tables, wait_for_lock_waiters
 
 
 async def test_a_second_send_of_the_same_id_raises_and_changes_nothing(
@@ -66,7 +66,7 @@ async def test_twenty_concurrent_sends_of_one_id_have_exactly_one_winner(
             async with anyio.create_task_group() as tg:
                 for n in range(20):
                     tg.start_soon(send, n)
-                await _wait_for_lock_waiters(gate, schema, "commands", 20)
+                await wait_for_lock_waiters(gate, schema, "commands", 20)
                 await gate.rollback()  # open the door
 
     winners = [o for o in outcomes if isinstance(o, SendResult)]
@@ -93,22 +93,3 @@ async def test_twenty_concurrent_sends_from_separate_pool_connections(
     assert await tables.count("commands", command_id) == 1
     assert await tables.count("queue", command_id) == 1
     assert await tables.count("audit", command_id) == 1
-
-
-async def _wait_for_lock_waiters(
-    conn: AsyncConnection, schema: str, table: str, expected: int
-) -> None:
-    """Return once ``expected`` backends wait for a lock on ``schema.table``."""
-    query = """
-        SELECT count(*) FROM pg_locks
-        WHERE NOT granted AND relation = (
-            SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relname = %s
-        )
-    """
-    while True:
-        cur = await conn.execute(query, [schema, table])
-        row = await cur.fetchone()
-        if row is not None and row[0] >= expected:
-            return
-        await anyio.sleep(0.01)

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from psycopg import sql
+import anyio
+import pytest
+from psycopg import AsyncClientCursor, AsyncConnection, sql
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import CommandBus, CommandMetadata, CommandStatus, SendResult, migrate
-from core._tables import Tables
+from commandbus import (
+    CommandBus,
+    CommandMetadata,
+    CommandStatus,
+    DuplicateCommandError,
+    SendResult,
+    migrate,
+)
+from core._tables import Tables, wait_for_lock_waiters
 
 
 async def test_send_then_get_command_round_trips_every_field(bus: CommandBus) -> None:
     command_id, correlation_id = uuid.uuid4(), uuid.uuid4()
-    data = {"amount": 12.5, "items": [1, "two", None], "nested": {"ok": True}, "text": "żółw €"}
+    data = {
+        "amount": 12.5,
+        "items": [1, "two", None],
+        "nested": {"ok": True},
+        "text": 'żółw € "quoted" \\u0000 is text',
+    }
     before = datetime.now(UTC)
 
     result = await bus.send(
@@ -130,3 +148,122 @@ async def test_a_bus_only_sees_its_own_schema(
                 await conn.execute(
                     sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(other_schema))
                 )
+
+
+async def test_the_pool_gets_its_connections_back_in_the_mode_it_lent_them(
+    database_url: str, schema: str
+) -> None:
+    """Sends and reads run in autocommit on a pool connection, then restore its mode."""
+    for autocommit in (False, True):
+        async with AsyncConnectionPool(
+            database_url, min_size=1, max_size=1, kwargs={"autocommit": autocommit}, open=False
+        ) as pool:
+            bus = CommandBus(pool, schema=schema)
+            if not autocommit:
+                await migrate(pool, schema=schema)
+            command_id = uuid.uuid4()
+            await bus.send("payments", "Charge", command_id, {})
+            with pytest.raises(DuplicateCommandError):
+                await bus.send("payments", "Charge", command_id, {})
+            await bus.get_command("payments", command_id)
+            await bus.query_commands()
+            async with pool.connection() as conn:
+                assert conn.autocommit is autocommit
+
+
+@asynccontextmanager
+async def _held_sends(
+    database_url: str, schema: str
+) -> AsyncIterator[tuple[CommandBus, AsyncConnection]]:
+    """A bus on a one-connection pool whose sends wait at a table lock, and the connection
+    holding that lock (``gate.rollback()`` releases it; the end of the block does too)."""
+    async with (
+        AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False) as pool,
+        await AsyncConnection.connect(database_url) as gate,
+    ):
+        await gate.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.Identifier(schema, "commands"))
+        )
+        try:
+            yield CommandBus(pool, schema=schema), gate
+        finally:
+            await gate.rollback()
+            await _wait_for_orphans(gate, schema)
+
+
+async def _wait_for_orphans(conn: AsyncConnection, schema: str) -> None:
+    """A statement orphaned by a cancellation may still run: return once none does."""
+    while await _active_statements(conn, schema):
+        await conn.rollback()  # pg_stat_activity is read once per transaction
+        await anyio.sleep(0.01)
+
+
+async def _active_statements(conn: AsyncConnection, schema: str) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE state = 'active' AND pid <> pg_backend_pid() AND position(%s in query) > 0",
+        [f'"{schema}".commands'],
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_cancelled_send_writes_nothing_and_leaves_the_pool_connection_usable(
+    database_url: str, schema: str, tables: Tables
+) -> None:
+    """asyncio cancellation: psycopg cancels the statement on the server."""
+    async with _held_sends(database_url, schema) as (held, gate):
+        task = asyncio.create_task(held.send("payments", "Charge", uuid.uuid4(), {}))
+        await wait_for_lock_waiters(gate, schema, "commands", 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with held.pool.connection() as conn:
+            assert not conn.autocommit
+        await gate.rollback()
+        assert await tables.counts() == {"commands": 0, "queue": 0, "audit": 0}
+        await held.send("payments", "Charge", uuid.uuid4(), {})
+    assert await tables.counts() == {"commands": 1, "queue": 1, "audit": 1}
+
+
+async def test_a_send_cancelled_by_a_cancel_scope_is_all_or_nothing(
+    database_url: str, schema: str, tables: Tables
+) -> None:
+    """anyio cancellation also interrupts psycopg's server-side cancel: the connection is
+    dropped, and the orphaned statement may still commit, whole. Its outcome is unknown to
+    the caller, as with any write whose reply is lost: resending the same command_id tells
+    (DuplicateCommandError means it was sent)."""
+    async with _held_sends(database_url, schema) as (held, gate):
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(held.send, "payments", "Charge", uuid.uuid4(), {})
+                await wait_for_lock_waiters(gate, schema, "commands", 1)
+                tg.cancel_scope.cancel()
+        async with held.pool.connection() as conn:
+            assert not conn.autocommit
+        await gate.rollback()
+        await _wait_for_orphans(gate, schema)
+        await held.send("payments", "Charge", uuid.uuid4(), {})  # the pool still works
+
+    counts = await tables.counts()
+    assert counts["commands"] == counts["queue"] == counts["audit"] in (1, 2)
+
+
+async def test_the_pools_row_and_cursor_factories_do_not_matter(
+    database_url: str, schema: str
+) -> None:
+    kwargs = {"row_factory": dict_row, "cursor_factory": AsyncClientCursor}
+    async with AsyncConnectionPool(
+        database_url, min_size=1, max_size=2, kwargs=kwargs, open=False
+    ) as pool:
+        await migrate(pool, schema=schema)
+        bus = CommandBus(pool, schema=schema)
+        command_id = uuid.uuid4()
+        result = await bus.send("payments", "Charge", command_id, {"n": 1})
+        with pytest.raises(DuplicateCommandError):
+            await bus.send("payments", "Charge", command_id, {})
+        cmd = await bus.get_command("payments", command_id)
+        assert cmd is not None and cmd.data == {"n": 1}
+        assert [c.command_id for c in await bus.query_commands()] == [command_id]
+        (event,) = await bus.get_audit_trail(command_id)
+        assert event.details == {"msg_id": result.msg_id}

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncClientCursor, AsyncConnection, sql
+from psycopg.rows import dict_row
 
 from commandbus import CommandBus, DuplicateCommandError, SendRequest, ValidationError
 from core._tables import Tables
@@ -195,3 +196,20 @@ async def test_a_sync_connection_is_refused_with_a_pointer_to_the_sync_bus(
     assert caught.value.field == "conn"
     assert "SyncCommandBus" in str(caught.value)
     assert await tables.counts() == {"commands": 0, "queue": 0, "audit": 0}
+
+
+async def test_the_callers_row_and_cursor_factories_do_not_matter(
+    bus: CommandBus, tables: Tables, database_url: str
+) -> None:
+    """Applications often open connections with dict rows or client-side cursors."""
+    async with (
+        await AsyncConnection.connect(
+            database_url, row_factory=dict_row, cursor_factory=AsyncClientCursor
+        ) as conn,
+        conn.transaction(),
+    ):
+        result = await bus.send("payments", "Charge", uuid.uuid4(), {}, conn=conn)
+        with pytest.raises(DuplicateCommandError):
+            await bus.send("payments", "Charge", result.command_id, {}, conn=conn)
+        await bus.send_batch([SendRequest("payments", "Charge", uuid.uuid4(), {})], conn=conn)
+    assert await tables.counts() == {"commands": 2, "queue": 2, "audit": 2}

@@ -71,6 +71,8 @@ BAD_SEND_ARGUMENTS: list[tuple[str, Any]] = [
     ("data", {"object": Opaque()}),
     ("data", {("tuple", "key"): 1}),
     ("data", {"deep": [{"bytes": b"raw"}]}),
+    ("data", {"nul": "a\x00b"}),  # jsonb cannot store U+0000
+    ("data", {"key\x00": 1}),
     ("delay", -1),
     ("delay", -0.001),
     ("delay", float("nan")),
@@ -78,12 +80,15 @@ BAD_SEND_ARGUMENTS: list[tuple[str, Any]] = [
     ("delay", timedelta(seconds=-1)),
     ("delay", "5"),
     ("delay", True),
+    ("delay", timedelta.max),
+    ("delay", 1e300),
     ("max_attempts", 0),
     ("max_attempts", -1),
     ("max_attempts", True),
     ("max_attempts", False),
     ("max_attempts", 1.5),
     ("max_attempts", "3"),
+    ("max_attempts", 2**31),
     *[("reply_to", v) for v in BAD_NAMES if v is not None],
 ]
 

@@ -15,7 +15,6 @@ import pytest
 
 from commandbus import CommandBusError, ValidationError
 from commandbus_sync import RuntimeClosedError, SyncRuntime
-from commandbus_sync.runtime import get_default_runtime
 
 
 async def noop() -> None:
@@ -190,7 +189,6 @@ def test_default_runtime_is_created_lazily_once() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
-    assert get_default_runtime() is get_default_runtime()
 
 
 def test_atexit_cancels_background_work_and_exits_cleanly() -> None:

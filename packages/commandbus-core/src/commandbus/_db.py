@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus._errors import ValidationError
 
-__all__ = ["autocommit_connection", "fetch", "transaction"]
+__all__ = ["autocommit_connection", "fetch", "fetch_all", "transaction"]
 
 
 @asynccontextmanager
@@ -80,5 +81,13 @@ async def autocommit_connection(pool: AsyncConnectionPool) -> AsyncIterator[Asyn
 async def fetch(pool: AsyncConnectionPool, query: bytes, params: Any) -> list[tuple[Any, ...]]:
     """Rows of one read-only statement, in autocommit on a pool connection."""
     async with autocommit_connection(pool) as conn:
-        cur = await conn.execute(query, params)
-        return await cur.fetchall()
+        return await fetch_all(conn, query, params)
+
+
+async def fetch_all(conn: AsyncConnection, query: bytes, params: Any) -> list[tuple[Any, ...]]:
+    """Execute and return the rows as tuples, whatever the connection's row and cursor
+    factories (applications use dict rows, or client-side cursors that cannot bind the
+    binary parameters our statements use)."""
+    async with AsyncCursor(conn, row_factory=tuple_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall() if cur.description is not None else []

@@ -31,6 +31,7 @@ from commandbus._validation import (
     check_name,
     check_uuid,
     dump_json_object,
+    require_uuid,
 )
 from commandbus.models import SendRequest, SendResult
 
@@ -102,8 +103,7 @@ def prepare_send(
                 f"requests[{index}]", f"must be a SendRequest, got {type(req).__name__}"
             )
         domain = check_name("domain", req.domain)
-        command_id = check_uuid("command_id", req.command_id)
-        assert command_id is not None
+        command_id = require_uuid("command_id", req.command_id)
         delay = check_delay(req.delay)
         key = (domain, command_id)
         if key in seen:

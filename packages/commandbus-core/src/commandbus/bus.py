@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql, batches
 from commandbus._batch_watcher import BatchWatcher
-from commandbus._db import autocommit_connection, fetch, transaction
+from commandbus._db import autocommit_connection, fetch, fetch_all, transaction
 from commandbus._errors import BatchNotFoundError
 from commandbus._rows import audit_event, command_metadata
 from commandbus._send import PreparedSend, prepare_send
@@ -133,21 +133,20 @@ class CommandBus:
     ) -> list[SendResult]:
         if conn is not None:
             async with transaction(self.pool, conn) as tx:
-                cur = await tx.execute(prepared.query, prepared.params)
-                return prepared.results(await cur.fetchall())
+                return prepared.results(await fetch_all(tx, prepared.query, prepared.params))
         # On our own, the statement is the transaction: one round trip, all or nothing.
         async with autocommit_connection(self.pool) as own:
             try:
-                cur = await own.execute(prepared.atomic_query, prepared.params)
+                rows = await fetch_all(own, prepared.atomic_query, prepared.params)
             except UniqueViolation as exc:
                 if not prepared.is_duplicate(exc):
                     raise
-                cur = await own.execute(prepared.existing_query, prepared.params)
-                error = prepared.duplicate_error(await cur.fetchall())
+                taken = await fetch_all(own, prepared.existing_query, prepared.params)
+                error = prepared.duplicate_error(taken)
                 if error is None:  # the taken row is gone again: report what PostgreSQL said
                     raise
                 raise error from None
-            return prepared.results(await cur.fetchall())
+            return prepared.results(rows)
 
     async def get_command(self, domain: str, command_id: uuid.UUID) -> CommandMetadata | None:
         params = {

@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
+from commandbus._db import fetch_all
 from commandbus._validation import check_schema
 
 __all__ = ["migrate", "migration_sql"]
@@ -60,8 +61,8 @@ async def _migrate(conn: AsyncConnection, schema: str) -> list[int]:
             "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"commandbus.migrate:{schema}"]
         )
         await conn.execute(_sql.render(_PRELUDE, schema))
-        cur = await conn.execute(_sql.render("SELECT version FROM {schema}.schema_version", schema))
-        done = {row[0] for row in await cur.fetchall()}
+        versions = _sql.render("SELECT version FROM {schema}.schema_version", schema)
+        done = {row[0] for row in await fetch_all(conn, versions, None)}
         for version, name, template in _sql.migration_files():
             if version in done:
                 continue

@@ -435,5 +435,7 @@ async def _join_executor(executor: ThreadPoolExecutor) -> None:
         executor.shutdown(wait=True)
         loop.call_soon_threadsafe(_resolve, joined)
 
-    threading.Thread(target=join, name="commandbus-executor-join", daemon=True).start()
+    thread = threading.Thread(target=join, name="commandbus-executor-join", daemon=True)
+    thread.start()
     await joined
+    thread.join()  # it has nothing left to do but exit

@@ -1,8 +1,9 @@
 """One call crossing from a caller thread to the runtime's loop, and its result coming back.
 
 Why not ``BlockingPortal.call`` or ``asyncio.run_coroutine_threadsafe``: both add a
-``concurrent.futures.Future`` with a condition variable and extra loop round trips. Here one
-``call_soon_threadsafe`` wakes the loop and one lock release (or event) wakes the caller;
+``concurrent.futures.Future`` with a condition variable and extra loop round trips. Here a
+call is queued for the loop (one wake-up serves every call queued meanwhile, see
+``SyncRuntime._submit``) and one lock release (or event) wakes the caller;
 ``bench/bench_sync.py`` prints the three side by side.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
+from contextvars import Context
 from typing import Any, Generic, TypeVar
 
 from commandbus_sync._errors import AsyncContextError
@@ -49,9 +51,12 @@ class Call:
         self.finished = False
         self.outcome: Any = None
 
-    def start(self, loop: asyncio.AbstractEventLoop, name: str | None = None) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, name: str | None, context: Context) -> None:
+        """Runs in a copy of the *caller's* context, so its context variables are seen."""
+        if self.finished:  # cancelled before the loop got to it
+            return
         self.registry.add(self)
-        self.task = loop.create_task(self._drive(), name=name)
+        self.task = loop.create_task(self._drive(), name=name, context=context)
 
     async def _drive(self) -> None:
         try:

@@ -20,8 +20,10 @@ import logging
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, suppress
+from contextvars import Context, copy_context
 from time import monotonic
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -64,6 +66,8 @@ class SyncRuntime:
         self._abandoned = False
         self._stopped = threading.Event()
         self._calls: set[Call] = set()  # touched on the loop thread only
+        self._inbox: deque[tuple[Call, str | None, Context]] = deque()  # guarded by _lock
+        self._wake_pending = False  # guarded by _lock: a _drain is scheduled on the loop
         self._pools: list[AsyncConnectionPool] = []  # appended on the loop thread only
         self._close_task: asyncio.Task[None] | None = None
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal(
@@ -232,10 +236,24 @@ class SyncRuntime:
         with self._lock:
             if self._closed:
                 raise RuntimeClosedError("this SyncRuntime has been shut down; create a new one")
+            self._inbox.append((call, name, copy_context()))  # the caller's context vars
+            if self._wake_pending:
+                return  # a drain is scheduled already: one loop wake-up serves many callers
             try:
-                self._loop.call_soon_threadsafe(call.start, self._loop, name)
+                self._loop.call_soon_threadsafe(self._drain)
             except RuntimeError as exc:
+                self._inbox.pop()
                 raise RuntimeClosedError("this SyncRuntime's event loop has stopped") from exc
+            self._wake_pending = True
+
+    def _drain(self) -> None:
+        """On the loop: start every call submitted since the last drain."""
+        with self._lock:
+            self._wake_pending = False
+            batch = list(self._inbox)
+            self._inbox.clear()
+        for call, name, context in batch:
+            call.start(self._loop, name, context)
 
     def _cancel_soon(self, call: Call) -> None:
         with suppress(RuntimeError):  # RuntimeError: loop closed, nothing left to cancel
@@ -283,6 +301,7 @@ class SyncRuntime:
         return pool
 
     def _begin_close(self, timeout: float) -> None:
+        self._drain()  # every admitted call is started, hence cancelled by _aclose
         self._close_task = self._loop.create_task(self._aclose(budget=timeout))
 
     async def _aclose(self, *, budget: float) -> None:
