@@ -1,4 +1,5 @@
-"""Repeated runtime start, pool open, send and shutdown leave no thread and no connection."""
+"""Repeated runtime start, pool open, send, worker run/stop and shutdown leave no thread
+and no connection behind."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ import uuid
 
 import psycopg
 
-from commandbus import migrate
-from commandbus_sync import SyncCommandBus, SyncRuntime
+from commandbus import Command, CommandStatus, HandlerContext, HandlerRegistry, migrate
+from commandbus_sync import SyncCommandBus, SyncRuntime, SyncWorker
+from sync.helpers import wait_for_status
+
+registry = HandlerRegistry()
+
+
+@registry.handler("leak", "T")
+def handle(command: Command, ctx: HandlerContext) -> None:
+    return None
 
 
 def open_connections(database_url: str, application_name: str) -> int:
@@ -37,7 +46,23 @@ def test_fifty_cycles_leave_threads_and_connections_at_baseline(
     for _ in range(50):
         with SyncRuntime() as rt:
             pool = rt.open_pool(database_url, **pool_kwargs)
-            SyncCommandBus(pool=pool, runtime=rt, schema=schema).send("leak", "T", uuid.uuid4(), {})
+            bus = SyncCommandBus(pool=pool, runtime=rt, schema=schema)
+            command_id = uuid.uuid4()
+            bus.send("leak", "T", command_id, {})
+            worker = SyncWorker(
+                pool=pool,
+                domain="leak",
+                registry=registry,
+                runtime=rt,
+                schema=schema,
+                concurrency=2,
+                thread_pool_size=2,
+            )
+            worker.run(block=False)
+            wait_for_status(bus, "leak", command_id, CommandStatus.COMPLETED)
+            worker.stop(timeout=5)
+            stats = pool.get_stats()
+            assert stats["pool_size"] == stats["pool_available"]  # all connections returned
     assert threading.active_count() == baseline, threading.enumerate()
     # Backends exit asynchronously after the client disconnects: poll with a deadline.
     deadline = time.monotonic() + 10

@@ -61,7 +61,9 @@ from commandbus.worker import Worker
 if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
     from commandbus_sync import (
         SyncCommandBus,
+        SyncProcessManager,
         SyncProcessReplyRouter,
+        SyncProcessRepository,
         SyncRuntime,
         SyncTroubleshootingQueue,
         SyncWorker,
@@ -77,6 +79,8 @@ _SYNC_NAMES = (
     "SyncWorker",
     "SyncTroubleshootingQueue",
     "SyncProcessReplyRouter",
+    "SyncProcessManager",
+    "SyncProcessRepository",
     "configure",
 )
 
@@ -133,7 +137,9 @@ __all__ = [
     "migration_sql",
     # lazy, from commandbus-sync:
     "SyncCommandBus",
+    "SyncProcessManager",
     "SyncProcessReplyRouter",
+    "SyncProcessRepository",
     "SyncRuntime",
     "SyncTroubleshootingQueue",
     "SyncWorker",

@@ -15,7 +15,33 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus._errors import ValidationError
 
-__all__ = ["autocommit_connection", "fetch", "fetch_all", "transaction"]
+__all__ = [
+    "RELEASE_SAVEPOINT",
+    "ROLLBACK_TO_SAVEPOINT",
+    "SAVEPOINT",
+    "autocommit_connection",
+    "fetch",
+    "fetch_all",
+    "needs_explicit_savepoint",
+    "transaction",
+]
+
+SAVEPOINT = b"SAVEPOINT commandbus"
+ROLLBACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT commandbus"
+RELEASE_SAVEPOINT = b"RELEASE SAVEPOINT commandbus"
+
+
+def needs_explicit_savepoint(autocommit: bool, status: TransactionStatus) -> bool:
+    """Whether work on a caller's connection must be wrapped in a bare savepoint.
+
+    On an autocommit connection, or inside an open transaction, the driver's own
+    ``conn.transaction()`` is right (a transaction of ours, or a savepoint). On a
+    non-autocommit connection with no transaction open yet (Django's ``atomic()`` before
+    its first query), ``conn.transaction()`` would BEGIN and COMMIT on the spot; a bare
+    SAVEPOINT instead lets the driver's implicit BEGIN open the *caller's* transaction,
+    which the caller ends. One rule for the async and the sync (``commandbus_sync``) path.
+    """
+    return not autocommit and status == TransactionStatus.IDLE
 
 
 @asynccontextmanager
@@ -26,10 +52,8 @@ async def transaction(
 
     With the caller's ``conn`` nothing is committed here: the work becomes visible when
     the caller commits, and a failure rolls back only our savepoint, leaving the caller's
-    transaction usable. On a non-autocommit connection with no transaction open yet, our
-    first statement opens the caller's transaction (psycopg's implicit BEGIN), which the
-    caller then ends; ``conn.transaction()`` would have committed it on the spot. On an
-    autocommit connection the work commits at the end of the block.
+    transaction usable (see :func:`needs_explicit_savepoint`). On an autocommit
+    connection the work commits at the end of the block.
     """
     if conn is None:
         async with pool.connection() as own, own.transaction():
@@ -41,19 +65,19 @@ async def transaction(
             f"must be a psycopg AsyncConnection, got {type(conn).__name__} "
             "(for a sync psycopg.Connection use commandbus_sync.SyncCommandBus)",
         )
-    if conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+    if not needs_explicit_savepoint(conn.autocommit, conn.info.transaction_status):
         async with conn.transaction():
             yield conn
         return
-    await conn.execute(b"SAVEPOINT commandbus")  # preceded by psycopg's implicit BEGIN
+    await conn.execute(SAVEPOINT)  # preceded by psycopg's implicit BEGIN
     try:
         yield conn
     except BaseException:
         # Keep the original error if the connection is past saving (as psycopg does).
         with contextlib.suppress(psycopg.Error):
-            await conn.execute(b"ROLLBACK TO SAVEPOINT commandbus")
+            await conn.execute(ROLLBACK_TO_SAVEPOINT)
         raise
-    await conn.execute(b"RELEASE SAVEPOINT commandbus")
+    await conn.execute(RELEASE_SAVEPOINT)
 
 
 @asynccontextmanager

@@ -5,10 +5,12 @@ The async bus and the sync outbox path (``commandbus_sync``) both run
 
 Two ways to run it, both all or nothing:
 
-* in a transaction (the caller's, or one of our own): execute ``query``, then
-  ``results(rows)``, which raises :class:`DuplicateCommandError` if a command was skipped
-  as a duplicate; the transaction (or savepoint) must then be rolled back;
-* alone on an autocommit connection, one round trip: execute ``atomic_query``; a duplicate
+* in a transaction (the caller's, or one of our own): execute the ``prelude`` statements
+  (a batch row, a process row), then ``query``, then ``results(rows)``, which raises
+  :class:`DuplicateCommandError` if a command was skipped as a duplicate; the
+  transaction (or savepoint) must then be rolled back;
+* without a prelude, alone on an autocommit connection, one round trip: execute
+  ``atomic_query``; a duplicate
   fails the statement with ``UniqueViolation`` (see :meth:`PreparedSend.is_duplicate`),
   nothing is written, and ``existing_query`` then tells which ids were taken.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg.errors import UniqueViolation
@@ -59,6 +61,12 @@ class PreparedSend:
     params: dict[str, Any]
     domain: str
     keys: tuple[tuple[str, uuid.UUID], ...]
+    #: Statements that must commit with the commands, run first in the same transaction.
+    prelude: tuple[tuple[bytes, dict[str, Any]], ...] = ()
+
+    def after(self, query: bytes, params: dict[str, Any]) -> PreparedSend:
+        """This send, preceded by ``query`` in the same transaction."""
+        return replace(self, prelude=(*self.prelude, (query, params)))
 
     def results(self, rows: Iterable[Sequence[Any]]) -> list[SendResult]:
         """Map returned rows to results in request order; missing ones are duplicates."""

@@ -20,9 +20,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
-from commandbus._db import transaction
 from commandbus._errors import BatchNotFoundError, ValidationError
 from commandbus._rows import command_metadata
+from commandbus._send import PreparedSend, prepare_send
 from commandbus._validation import (
     check_name,
     check_paging,
@@ -50,6 +50,7 @@ __all__ = [
     "get_batch",
     "list_batch_commands",
     "list_batches",
+    "prepare_batch",
 ]
 
 #: An ``on_complete`` callback: awaited once with the batch's terminal :class:`BatchInfo`.
@@ -95,16 +96,16 @@ def batch_requests(
     return requests
 
 
-async def create_batch(
+def prepare_batch(
     bus: CommandBus,
     domain: str,
     commands: Sequence[BatchCommand | SendRequest],
     *,
     name: str | None = None,
     custom_data: dict[str, Any] | None = None,
-    conn: AsyncConnection | None = None,
-) -> BatchResult:
-    """Write the batch row and all its commands in one transaction (all or nothing)."""
+) -> tuple[uuid.UUID, PreparedSend]:
+    """Validate a batch; the send that writes its row and all its commands (no I/O here,
+    so the sync outbox path runs the very same statements on its own connection)."""
     domain = check_name("domain", domain)
     if name is not None and (
         not isinstance(name, str) or not name.strip() or len(name) > MAX_BATCH_NAME_LENGTH
@@ -122,10 +123,28 @@ async def create_batch(
         "custom_data": data,
         "total": len(requests),
     }
-    async with transaction(bus.pool, conn) as tx:
-        await tx.execute(_sql.query("batch_create", bus.schema), params)
-        results = await bus._send(requests, conn=tx, batch_id=batch_id)
-    return BatchResult(batch_id, domain, len(results), results)
+    prepared = prepare_send(
+        requests,
+        schema=bus.schema,
+        default_max_attempts=bus.default_max_attempts,
+        batch_id=batch_id,
+    )
+    return batch_id, prepared.after(_sql.query("batch_create", bus.schema), params)
+
+
+async def create_batch(
+    bus: CommandBus,
+    domain: str,
+    commands: Sequence[BatchCommand | SendRequest],
+    *,
+    name: str | None = None,
+    custom_data: dict[str, Any] | None = None,
+    conn: AsyncConnection | None = None,
+) -> BatchResult:
+    """Write the batch row and all its commands in one transaction (all or nothing)."""
+    batch_id, prepared = prepare_batch(bus, domain, commands, name=name, custom_data=custom_data)
+    results = await bus._execute_send(prepared, conn)
+    return BatchResult(batch_id, prepared.domain, len(results), results)
 
 
 async def fetch_batches(

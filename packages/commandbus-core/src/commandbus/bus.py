@@ -131,8 +131,10 @@ class CommandBus:
     async def _execute_send(
         self, prepared: PreparedSend, conn: AsyncConnection | None
     ) -> list[SendResult]:
-        if conn is not None:
+        if conn is not None or prepared.prelude:
             async with transaction(self.pool, conn) as tx:
+                for query, params in prepared.prelude:
+                    await tx.execute(query, params)
                 return prepared.results(await fetch_all(tx, prepared.query, prepared.params))
         # On our own, the statement is the transaction: one round trip, all or nothing.
         async with autocommit_connection(self.pool) as own:

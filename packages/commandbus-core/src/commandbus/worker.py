@@ -89,7 +89,7 @@ class Worker:
             else check_positive_int("thread_pool_size", thread_pool_size)
         )
         self.schema = check_schema(schema)
-        self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
+        self._fetch_threshold = 1
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         #: Set once the worker listens for notifications and polls (useful in tests).
         self.ready = asyncio.Event()
@@ -113,6 +113,11 @@ class Worker:
         """Connections this worker may hold at once: one per handler, plus the listener."""
         return self.concurrency + (1 if self.use_notify else 0)
 
+    @property
+    def running(self) -> bool:
+        """True from :meth:`run`'s start until it has shut everything down."""
+        return self._running
+
     async def run(self) -> None:
         """Process commands until :meth:`stop` is called or the task is cancelled."""
         if self._running:
@@ -121,6 +126,8 @@ class Worker:
         self._running = True
         self._stopping = False
         self._stopped.clear()
+        # Lease in batches of at least this many free slots: fewer, larger dequeues.
+        self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
         self._executor = ThreadPoolExecutor(
             self.thread_pool_size, thread_name_prefix=f"commandbus-{self.domain}"
         )

@@ -8,7 +8,11 @@ method for method.
 from commandbus_sync._errors import AsyncContextError, RuntimeClosedError
 from commandbus_sync.bus import SyncCommandBus
 from commandbus_sync.config import configure
-from commandbus_sync.process import SyncProcessReplyRouter
+from commandbus_sync.process import (
+    SyncProcessManager,
+    SyncProcessReplyRouter,
+    SyncProcessRepository,
+)
 from commandbus_sync.runtime import SyncRuntime
 from commandbus_sync.troubleshooting import SyncTroubleshootingQueue
 from commandbus_sync.worker import SyncWorker
@@ -17,7 +21,9 @@ __all__ = [
     "AsyncContextError",
     "RuntimeClosedError",
     "SyncCommandBus",
+    "SyncProcessManager",
     "SyncProcessReplyRouter",
+    "SyncProcessRepository",
     "SyncRuntime",
     "SyncTroubleshootingQueue",
     "SyncWorker",

@@ -105,6 +105,10 @@ class TaskHandle(Generic[T]):
     def done(self) -> bool:
         return self._done.is_set()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the task has finished (True) or ``timeout`` seconds passed (False)."""
+        return self._done.wait(timeout)
+
     def cancelled(self) -> bool:
         return self.done() and isinstance(self._call.outcome, asyncio.CancelledError)
 

@@ -1,4 +1,5 @@
-"""Blocking twins of async methods, one line each.
+"""What every facade shares: blocking twins of async methods, and how a facade gets its
+async target (a built instance, a pool on the runtime's loop, or a conninfo).
 
 ``get_command = blocking(CommandBus.get_command)``:
 
@@ -12,16 +13,101 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import anyio.to_thread
+from psycopg_pool import AsyncConnectionPool
 
 from commandbus import ValidationError
 
-__all__ = ["as_async_callback", "blocking"]
+if TYPE_CHECKING:
+    from commandbus_sync.runtime import SyncRuntime
+
+__all__ = ["Facade", "as_async_callback", "blocking"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Facade:
+    """Base of the sync facades: ``runtime``, the async ``_target``, and the pool opened
+    from a ``conninfo`` (owned, so :meth:`close` closes it)."""
+
+    runtime: SyncRuntime
+    _owned_pool: AsyncConnectionPool | None = None
+
+    def _bind(
+        self,
+        target_type: type[T],
+        instance: T | None,
+        *,
+        pool: AsyncConnectionPool | None,
+        conninfo: str | None,
+        pool_kwargs: dict[str, Any] | None,
+        build: Callable[..., T],
+        settings: dict[str, Any],
+    ) -> T:
+        """The async object to delegate to: ``instance`` as given (its settings are its
+        own, so passing any of ``settings`` too is an error rather than silently ignored),
+        else ``build(pool, **settings)`` on ``pool`` or on a pool opened from ``conninfo``.
+        ``settings`` left at None take the async constructor's defaults."""
+        label = target_type.__name__
+        sources = [
+            name
+            for name, value in ((label, instance), ("pool", pool), ("conninfo", conninfo))
+            if value is not None
+        ]
+        if len(sources) != 1:
+            raise ValidationError(
+                label, f"pass exactly one of a {label}, pool= or conninfo= (got {sources})"
+            )
+        if pool_kwargs is not None and conninfo is None:
+            raise ValidationError("pool_kwargs", "only applies with conninfo=")
+        given = {name: value for name, value in settings.items() if value is not None}
+        if instance is not None:
+            if not isinstance(instance, target_type):
+                raise ValidationError(label, f"must be a {label}, got {type(instance).__name__}")
+            if given:
+                raise ValidationError(
+                    next(iter(given)), f"is taken from the given {label}; omit it"
+                )
+            self.runtime.check_pool(getattr(instance, "pool", None))
+            return instance
+        if pool is not None:
+            return build(self.runtime.check_pool(pool), **given)
+        assert conninfo is not None
+        opened = self.runtime.open_pool(conninfo, **dict(pool_kwargs or {}))
+        try:
+            target = build(opened, **given)
+        except BaseException:
+            self.runtime.run(opened.close)
+            raise
+        self._owned_pool = opened
+        return target
+
+    def close(self) -> None:
+        """Release what this facade holds; closes the pool it opened from ``conninfo``.
+        A no-op once the runtime is shut down (which closed that pool)."""
+        if not self.runtime.closed:
+            self.runtime.run(self._aclose)
+
+    async def _aclose(self) -> None:
+        pool, self._owned_pool = self._owned_pool, None
+        if pool is not None:
+            await pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def blocking(

@@ -16,23 +16,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import CommandBus, SendRequest, SendResult, ValidationError
+from commandbus import CommandBus, SendRequest, SendResult
 from commandbus._send import prepare_send
+from commandbus.batches import OnBatchComplete, prepare_batch
 from commandbus.models import BatchCommand, BatchInfo, BatchResult
-from commandbus_sync._facade import as_async_callback, blocking
+from commandbus_sync._facade import Facade, as_async_callback, blocking
 from commandbus_sync._outbox import check_connection, execute_send
 from commandbus_sync.runtime import SyncRuntime, get_default_runtime
 
 __all__ = ["SyncCommandBus"]
 
 
-class SyncCommandBus:
+class SyncCommandBus(Facade):
     """Blocking :class:`CommandBus`. Build it from a bus, or from the bus's arguments::
 
         SyncCommandBus(bus, runtime=rt)
@@ -55,41 +55,15 @@ class SyncCommandBus:
         pool_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else get_default_runtime()
-        self._owned_pool: AsyncConnectionPool | None = None
-        sources = [
-            n for n, v in (("bus", bus), ("pool", pool), ("conninfo", conninfo)) if v is not None
-        ]
-        if len(sources) != 1:
-            raise ValidationError(
-                "bus", f"pass exactly one of a CommandBus, pool= or conninfo= (got {sources})"
-            )
-        if pool_kwargs is not None and conninfo is None:
-            raise ValidationError("pool_kwargs", "only applies with conninfo=")
-        if bus is not None:
-            if not isinstance(bus, CommandBus):
-                raise ValidationError("bus", f"must be a CommandBus, got {type(bus).__name__}")
-            for name, value in (("schema", schema), ("default_max_attempts", default_max_attempts)):
-                if value is not None:
-                    raise ValidationError(name, "is taken from the given CommandBus; omit it")
-            self.runtime.check_pool(bus.pool)
-            self._target = bus
-            return
-        settings: dict[str, Any] = {}
-        if schema is not None:
-            settings["schema"] = schema
-        if default_max_attempts is not None:
-            settings["default_max_attempts"] = default_max_attempts
-        if pool is not None:
-            self._target = CommandBus(self.runtime.check_pool(pool), **settings)
-            return
-        assert conninfo is not None
-        opened = self.runtime.open_pool(conninfo, **dict(pool_kwargs or {}))
-        try:
-            self._target = CommandBus(opened, **settings)
-        except BaseException:
-            self.runtime.run(opened.close)
-            raise
-        self._owned_pool = opened
+        self._target = self._bind(
+            CommandBus,
+            bus,
+            pool=pool,
+            conninfo=conninfo,
+            pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),
+            build=CommandBus,
+            settings={"schema": schema, "default_max_attempts": default_max_attempts},
+        )
 
     @property
     def bus(self) -> CommandBus:
@@ -166,16 +140,19 @@ class SyncCommandBus:
         conn: psycopg.Connection[Any] | None = None,
         on_complete: Callable[[BatchInfo], object] | None = None,
     ) -> BatchResult:
-        """Blocking :meth:`CommandBus.create_batch`; ``on_complete`` may be a plain ``def``
-        (it then runs in a worker thread, not on the loop)."""
+        """Blocking :meth:`CommandBus.create_batch`; ``conn`` may be the caller's sync
+        connection (outbox); ``on_complete`` may be a plain ``def`` (it then runs in a
+        worker thread, not on the loop)."""
         if conn is not None:
-            check_connection(conn)
-            raise ValidationError(
-                "conn",
-                "create_batch cannot write on a synchronous connection yet: the core does not "
-                "expose its batch statements. Use send_batch(conn=...) for the outbox, or "
-                "create_batch without conn",
+            sync_conn = check_connection(conn)
+            batch_id, prepared = prepare_batch(
+                self._target, domain, commands, name=name, custom_data=custom_data
             )
+            results = execute_send(sync_conn, prepared)
+            callback = as_async_callback(on_complete)
+            if callback is not None:  # a rolled-back batch is dropped by the watcher later
+                self.runtime.run(_watch, self._target, batch_id, callback)
+            return BatchResult(batch_id, prepared.domain, len(results), results)
         return self.runtime.run(
             self._target.create_batch,
             domain,
@@ -196,24 +173,14 @@ class SyncCommandBus:
         assert callback is not None
         self.runtime.run(self._target.watch_batch, domain, batch_id, callback)
 
-    def close(self) -> None:
-        """Blocking :meth:`CommandBus.close`; also closes the pool opened from ``conninfo``."""
-        self.runtime.run(self._aclose)
-
     async def _aclose(self) -> None:
         try:
             await self._target.close()
         finally:
-            if self._owned_pool is not None:
-                await self._owned_pool.close()
+            await super()._aclose()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+async def _watch(bus: CommandBus, batch_id: uuid.UUID, callback: OnBatchComplete) -> None:
+    """On the loop: watch a batch written on a sync connection, maybe not committed yet
+    (``watch_batch`` would reject it as unknown), as ``create_batch(conn=...)`` does."""
+    bus._watcher().watch(batch_id, callback)

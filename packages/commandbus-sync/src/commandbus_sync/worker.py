@@ -1,17 +1,135 @@
-"""SyncWorker: blocking twin of commandbus's Worker.
+"""SyncWorker: run a :class:`commandbus.Worker` from blocking code.
 
-A placeholder until the core part lands.
+The worker runs on the runtime's loop; plain-``def`` handlers (the normal case in sync
+apps) run in the worker's own thread pool, never on the loop, so a blocking handler
+cannot stall leasing, lease extension or other handlers. Retry, lease and outcome rules
+are the core's: nothing is re-implemented here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import HandlerRegistry, RetryPolicy, ValidationError, Worker
+from commandbus._validation import check_positive_int
+from commandbus_sync._facade import Facade
+from commandbus_sync._service import ServiceRunner
+from commandbus_sync.config import default_thread_pool_size
+from commandbus_sync.runtime import SyncRuntime, get_default_runtime
 
 __all__ = ["SyncWorker"]
 
 
-class SyncWorker:
-    """Not implemented yet."""
+class SyncWorker(Facade):
+    """Blocking :class:`Worker`. Build it from a worker, or from the worker's arguments::
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("coming in the next commit")
+        SyncWorker(worker, runtime=rt)
+        SyncWorker(pool=pool, domain="emails", registry=registry, runtime=rt)
+        SyncWorker(conninfo="postgresql://...", domain="emails", registry=registry)
+
+    ``thread_pool_size`` (threads for plain-``def`` handlers) defaults to
+    :func:`commandbus_sync.configure`'s setting, else ``COMMAND_BUS_SYNC_THREADS``, else
+    a CPU-based default. ``runtime`` defaults to the process-wide default runtime.
+    """
+
+    def __init__(
+        self,
+        worker: Worker | None = None,
+        /,
+        *,
+        pool: AsyncConnectionPool | None = None,
+        conninfo: str | None = None,
+        runtime: SyncRuntime | None = None,
+        domain: str | None = None,
+        registry: HandlerRegistry | None = None,
+        concurrency: int | None = None,
+        visibility_timeout: float | None = None,
+        poll_interval: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        use_notify: bool | None = None,
+        thread_pool_size: int | None = None,
+        schema: str | None = None,
+        pool_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.runtime = runtime if runtime is not None else get_default_runtime()
+        settings = {
+            "domain": domain,
+            "registry": registry,
+            "concurrency": concurrency,
+            "visibility_timeout": visibility_timeout,
+            "poll_interval": poll_interval,
+            "retry_policy": retry_policy,
+            "use_notify": use_notify,
+            "thread_pool_size": thread_pool_size,
+            "schema": schema,
+        }
+        self._target = self._bind(
+            Worker,
+            worker,
+            pool=pool,
+            conninfo=conninfo,
+            pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),
+            build=_build_worker,
+            settings=settings,
+        )
+        self._runner = ServiceRunner(self.runtime, self._target, "SyncWorker")
+
+    @property
+    def worker(self) -> Worker:
+        """The async worker every call is delegated to (its ``stats``, ``ready``, ...)."""
+        return self._target
+
+    @property
+    def running(self) -> bool:
+        return self._runner.running
+
+    def run(
+        self,
+        *,
+        block: bool = True,
+        concurrency: int | None = None,
+        thread_pool_size: int | None = None,
+    ) -> None:
+        """Start the worker on the runtime's loop.
+
+        With ``block=True`` (a worker process) return after :meth:`stop` from another
+        thread, or after Ctrl-C / SIGTERM, which stop it gracefully. With ``block=False``
+        return as soon as it listens for commands. ``concurrency`` and
+        ``thread_pool_size`` override the worker's settings for this run.
+        """
+        if concurrency is not None:
+            concurrency = check_positive_int("concurrency", concurrency)
+        if thread_pool_size is not None:
+            thread_pool_size = check_positive_int("thread_pool_size", thread_pool_size)
+        worker = self._target
+
+        def configure() -> None:  # on the loop, once the worker is known not to be running
+            if concurrency is not None:
+                worker.concurrency = concurrency
+            if thread_pool_size is not None:
+                worker.thread_pool_size = thread_pool_size
+
+        self._runner.run(block=block, configure=configure)
+
+    def stop(self, timeout: float | None = 30) -> None:
+        """Stop taking work, let in-flight handlers finish for up to ``timeout`` seconds
+        (the rest are redelivered after their lease), shut the handler threads down and
+        join the worker: nothing of it is left running when this returns."""
+        self._runner.stop(timeout)
+
+    def close(self) -> None:
+        """Stop the worker if it runs, then close the pool opened from ``conninfo``."""
+        if not self.runtime.closed:
+            self.stop()
+        super().close()
+
+
+def _build_worker(pool: AsyncConnectionPool, **settings: Any) -> Worker:
+    for required in ("domain", "registry"):
+        if required not in settings:
+            raise ValidationError(required, "is required to build a Worker")
+    settings.setdefault("thread_pool_size", default_thread_pool_size())
+    return Worker(pool, **settings)

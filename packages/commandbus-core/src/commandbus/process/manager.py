@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 from psycopg import AsyncConnection
 
 from commandbus import _sql
-from commandbus._db import transaction
 from commandbus._errors import ConfigurationError, ValidationError
+from commandbus._send import PreparedSend, prepare_send
 from commandbus._validation import check_name, dump_json_object
 from commandbus.bus import CommandBus
 from commandbus.models import Reply, SendRequest
@@ -166,6 +166,13 @@ class BaseProcessManager(ABC, Generic[TState, TStep]):
 
         With ``conn`` both happen inside the caller's transaction (outbox pattern).
         """
+        process_id, prepared = self.prepare_start(data)
+        await self.bus._execute_send(prepared, conn)
+        return process_id
+
+    def prepare_start(self, data: dict[str, Any]) -> tuple[uuid.UUID, PreparedSend]:
+        """The new process's id, and the send that writes its row and first command (no
+        I/O here, so the sync outbox path runs the very same statements)."""
         state = self.create_initial_state(data)
         process_id = uuid.uuid4()
         first = self.plan(self.get_first_step(state), state, process_id)
@@ -180,10 +187,12 @@ class BaseProcessManager(ABC, Generic[TState, TStep]):
             "command_data": first.data_json,
             "state": self.dump_state(state),
         }
-        async with transaction(self.bus.pool, conn) as tx:
-            await tx.execute(_sql.query("process_start", self.bus.schema), params)
-            await self.bus._send([first.request], conn=tx)
-        return process_id
+        prepared = prepare_send(
+            [first.request],
+            schema=self.bus.schema,
+            default_max_attempts=self.bus.default_max_attempts,
+        )
+        return process_id, prepared.after(_sql.query("process_start", self.bus.schema), params)
 
     def plan(self, step: TStep, state: TState, process_id: uuid.UUID) -> PlannedCommand:
         """Build and check ``step``'s command, addressed to come back to this process."""

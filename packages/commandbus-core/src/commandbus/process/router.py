@@ -126,6 +126,11 @@ class ProcessReplyRouter:
         """Connections this router may hold at once: one per reply, plus the listener."""
         return self.concurrency + (1 if self.use_notify else 0)
 
+    @property
+    def running(self) -> bool:
+        """True from :meth:`run`'s start until it has shut everything down."""
+        return self._running
+
     async def run(self) -> None:
         """Apply replies until :meth:`stop` is called or the task is cancelled."""
         if self._running:

@@ -1,0 +1,141 @@
+"""Running a long-lived async service (``Worker``, ``ProcessReplyRouter``) from blocking code.
+
+The service's ``run()`` is a background task on the runtime's loop; the caller either
+returns once the service is listening (``block=False``) or waits for it to end
+(``block=True``), turning Ctrl-C and SIGTERM into a graceful ``stop()``. Shared by
+:class:`~commandbus_sync.SyncWorker` and :class:`~commandbus_sync.SyncProcessReplyRouter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Protocol
+
+from commandbus import InvalidOperationError
+from commandbus_sync._call import TaskHandle
+from commandbus_sync.runtime import SyncRuntime
+
+__all__ = ["Service", "ServiceRunner"]
+
+#: How long a blocking waiter sleeps between checks that its runtime is alive.
+_WAIT_SLICE_S = 0.5
+#: While starting, how often the caller checks whether start-up failed.
+_START_POLL_S = 0.02
+
+
+class Service(Protocol):
+    """What the core's Worker and ProcessReplyRouter have in common."""
+
+    ready: asyncio.Event
+
+    @property
+    def running(self) -> bool: ...
+
+    async def run(self) -> None: ...
+
+    async def stop(self, timeout: float | None = 30) -> None: ...
+
+
+class _Terminate(BaseException):
+    """Raised in the main thread by our SIGTERM handler, to stop like Ctrl-C does."""
+
+
+class ServiceRunner:
+    """Starts, waits for and stops one service on a runtime; one run at a time."""
+
+    def __init__(self, runtime: SyncRuntime, service: Service, name: str) -> None:
+        self.runtime = runtime
+        self.service = service
+        self.name = name
+        #: The graceful-stop budget used when Ctrl-C or SIGTERM ends a blocking run.
+        self.signal_stop_timeout: float = 30
+        self._lock = threading.Lock()
+        self._handle: TaskHandle[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        handle = self._handle
+        return handle is not None and not handle.done()
+
+    def run(self, *, block: bool, configure: Callable[[], None]) -> None:
+        """Start the service (``configure`` is applied on the loop first, before it runs);
+        return once it listens, or, with ``block``, once it has stopped."""
+        started = threading.Event()
+        with self._lock:
+            if self.running:
+                raise InvalidOperationError(f"this {self.name} is running already")
+            handle = self._handle = self.runtime.start_task(
+                self._serve, configure, started, name=self.name
+            )
+        while not started.wait(_START_POLL_S) and not handle.done():
+            pass
+        if not started.is_set():
+            handle.result()  # a start-up error (pool too small, ...) is raised here
+            return
+        if block:
+            self._wait(handle)
+
+    def stop(self, timeout: float | None = 30) -> None:
+        """Stop gracefully (in-flight work gets ``timeout`` seconds) and join the task.
+        Raises the service's own failure, if it ended with one."""
+        handle = self._handle
+        if handle is None:
+            return
+        if not handle.done():
+            self.runtime.run(self.service.stop, timeout)
+            handle.wait()
+        handle.result()
+
+    async def _serve(self, configure: Callable[[], None], started: threading.Event) -> None:
+        if self.service.running:
+            raise InvalidOperationError(f"this {self.name} is running already")
+        configure()
+        ready = asyncio.ensure_future(self.service.ready.wait())
+        ready.add_done_callback(lambda task: None if task.cancelled() else started.set())
+        try:
+            await self.service.run()
+        finally:
+            ready.cancel()
+
+    def _wait(self, handle: TaskHandle[None]) -> None:
+        """Wait for the task to end; Ctrl-C or SIGTERM stops it gracefully (a second
+        Ctrl-C during that stop cancels it: in-flight work is then redelivered later)."""
+        try:
+            with _sigterm_raises():
+                while not handle.wait(_WAIT_SLICE_S):
+                    pass
+        except (KeyboardInterrupt, _Terminate):
+            try:
+                self.stop(self.signal_stop_timeout)
+            except KeyboardInterrupt:
+                handle.cancel()
+                handle.wait(self.signal_stop_timeout)
+                raise
+            return
+        handle.result()
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """In the main thread, make SIGTERM interrupt the wait like Ctrl-C does; an
+    application's own SIGTERM handler is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise _Terminate
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

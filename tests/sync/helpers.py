@@ -1,0 +1,45 @@
+"""Polling helpers for blocking tests: wait for a condition with a deadline, never sleep
+a fixed time as synchronisation."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from commandbus import CommandMetadata, CommandStatus
+from commandbus_sync import SyncCommandBus
+
+T = TypeVar("T")
+
+
+def wait_until(
+    probe: Callable[[], T], *, timeout: float = 10, interval: float = 0.02, what: str = "condition"
+) -> T:
+    """Call ``probe`` until it returns something truthy; return it, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s (last: {value!r})")
+        time.sleep(interval)
+
+
+def wait_for_status(
+    bus: SyncCommandBus,
+    domain: str,
+    command_id: uuid.UUID,
+    status: CommandStatus,
+    *,
+    timeout: float = 10,
+) -> CommandMetadata:
+    """Poll the command until it has ``status``; return its metadata."""
+
+    def probe() -> CommandMetadata | None:
+        meta = bus.get_command(domain, command_id)
+        return meta if meta is not None and meta.status is status else None
+
+    return wait_until(probe, timeout=timeout, what=f"{domain}/{command_id} {status}")

@@ -1,0 +1,308 @@
+"""SyncWorker on a real database: plain-def and async handlers, blocking and background
+runs, graceful stop (also on SIGTERM and Ctrl-C), and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import (
+    Command,
+    CommandStatus,
+    ConfigurationError,
+    HandlerContext,
+    HandlerRegistry,
+    InvalidOperationError,
+    ValidationError,
+    Worker,
+)
+from commandbus_sync import SyncCommandBus, SyncRuntime, SyncWorker, configure
+from commandbus_sync import config as sync_config
+from sync.helpers import wait_for_status, wait_until
+
+DOMAIN = "jobs"
+
+
+@pytest.fixture
+def registry() -> HandlerRegistry:
+    registry = HandlerRegistry()
+    threads: list[str] = []
+
+    @registry.handler(DOMAIN, "Plain")
+    def plain(command: Command, ctx: HandlerContext) -> dict[str, Any]:
+        threads.append(threading.current_thread().name)
+        return {"echo": command.data, "attempt": ctx.attempt}
+
+    @registry.handler(DOMAIN, "Async")
+    async def in_loop(command: Command, ctx: HandlerContext) -> dict[str, Any]:
+        return {"async": True}
+
+    registry.threads = threads  # type: ignore[attr-defined]
+    return registry
+
+
+@pytest.fixture
+def worker(
+    runtime: SyncRuntime, sync_pool: AsyncConnectionPool, schema: str, registry: HandlerRegistry
+) -> Iterator[SyncWorker]:
+    worker = SyncWorker(
+        pool=sync_pool,
+        domain=DOMAIN,
+        registry=registry,
+        runtime=runtime,
+        schema=schema,
+        concurrency=4,
+        poll_interval=0.05,
+    )
+    try:
+        yield worker
+    finally:
+        worker.stop(timeout=5)
+
+
+def test_a_plain_def_handler_completes_a_blocking_send_off_the_loop(
+    worker: SyncWorker, sync_bus: SyncCommandBus, registry: HandlerRegistry, runtime: SyncRuntime
+) -> None:
+    worker.run(block=False)
+    cid = uuid.uuid4()
+    sync_bus.send(DOMAIN, "Plain", cid, {"n": 1})
+    meta = wait_for_status(sync_bus, DOMAIN, cid, CommandStatus.COMPLETED)
+    assert meta.result == {"echo": {"n": 1}, "attempt": 1}
+    (thread_name,) = registry.threads  # type: ignore[attr-defined]
+    assert thread_name.startswith(f"commandbus-{DOMAIN}")  # the worker's pool, not the loop
+    assert thread_name != repr(runtime)
+
+
+def test_async_handlers_run_too(worker: SyncWorker, sync_bus: SyncCommandBus) -> None:
+    worker.run(block=False)
+    cid = uuid.uuid4()
+    sync_bus.send(DOMAIN, "Async", cid, {})
+    assert wait_for_status(sync_bus, DOMAIN, cid, CommandStatus.COMPLETED).result == {"async": True}
+
+
+def test_run_without_blocking_returns_once_the_worker_listens(worker: SyncWorker) -> None:
+    worker.run(block=False)
+    assert worker.running
+    assert worker.worker.running
+    assert worker.worker.ready.is_set()
+    worker.stop(timeout=5)
+    assert not worker.running
+    assert not worker.worker.running
+
+
+def test_a_blocking_run_returns_after_stop_from_another_thread(
+    worker: SyncWorker, sync_bus: SyncCommandBus
+) -> None:
+    returned = threading.Event()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            worker.run()  # block=True
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            returned.set()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    wait_until(lambda: worker.worker.ready.is_set(), what="worker ready")
+    cid = uuid.uuid4()
+    sync_bus.send(DOMAIN, "Plain", cid, {})
+    wait_for_status(sync_bus, DOMAIN, cid, CommandStatus.COMPLETED)
+    assert not returned.is_set()
+    worker.stop(timeout=5)
+    assert returned.wait(10)
+    thread.join(10)
+    assert errors == []
+
+
+def test_stop_leaves_no_thread_task_or_connection(
+    worker: SyncWorker, sync_bus: SyncCommandBus, sync_pool: AsyncConnectionPool
+) -> None:
+    threads_before = threading.active_count()
+    worker.run(block=False)
+    ids = [uuid.uuid4() for _ in range(20)]
+    for cid in ids:
+        sync_bus.send(DOMAIN, "Plain", cid, {})
+    for cid in ids:
+        wait_for_status(sync_bus, DOMAIN, cid, CommandStatus.COMPLETED)
+    assert threading.active_count() > threads_before  # handler threads and the listener ran
+    worker.stop(timeout=5)
+    assert threading.active_count() == threads_before, threading.enumerate()
+    stats = sync_pool.get_stats()
+    assert stats["pool_size"] == stats["pool_available"]  # every connection is back
+    assert stats.get("requests_waiting", 0) == 0
+
+
+def test_run_overrides_concurrency_and_thread_pool_size(worker: SyncWorker) -> None:
+    worker.run(block=False, concurrency=3, thread_pool_size=2)
+    assert worker.worker.concurrency == 3
+    assert worker.worker.thread_pool_size == 2
+
+
+@pytest.mark.parametrize("override", [{"concurrency": 0}, {"thread_pool_size": -1}])
+def test_invalid_overrides_are_rejected_before_starting(
+    worker: SyncWorker, override: dict[str, int]
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        worker.run(block=False, **override)
+    assert caught.value.field == next(iter(override))
+    assert not worker.running
+
+
+def test_a_start_up_error_is_raised_by_run(
+    runtime: SyncRuntime, database_url: str, schema: str, registry: HandlerRegistry
+) -> None:
+    small = runtime.open_pool(database_url, min_size=1, max_size=2)
+    worker = SyncWorker(
+        pool=small, domain=DOMAIN, registry=registry, runtime=runtime, schema=schema, concurrency=5
+    )
+    with pytest.raises(ConfigurationError, match="max_size=2"):
+        worker.run(block=False)
+    assert not worker.running
+
+
+def test_running_twice_is_refused(worker: SyncWorker) -> None:
+    worker.run(block=False)
+    with pytest.raises(InvalidOperationError):
+        worker.run(block=False)
+    assert worker.running  # the first run is unharmed
+
+
+def test_thread_pool_size_defaults_to_configure(
+    runtime: SyncRuntime,
+    sync_pool: AsyncConnectionPool,
+    registry: HandlerRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sync_config, "_thread_pool_size", None)
+    configure(thread_pool_size=3)
+    built = SyncWorker(pool=sync_pool, domain=DOMAIN, registry=registry, runtime=runtime)
+    assert built.worker.thread_pool_size == 3
+    explicit = SyncWorker(
+        pool=sync_pool, domain=DOMAIN, registry=registry, runtime=runtime, thread_pool_size=7
+    )
+    assert explicit.worker.thread_pool_size == 7
+
+
+def test_built_from_a_worker(
+    runtime: SyncRuntime,
+    sync_pool: AsyncConnectionPool,
+    schema: str,
+    registry: HandlerRegistry,
+    sync_bus: SyncCommandBus,
+) -> None:
+    core = Worker(
+        sync_pool,
+        domain=DOMAIN,
+        registry=registry,
+        schema=schema,
+        poll_interval=0.05,
+        concurrency=4,
+    )
+    worker = SyncWorker(core, runtime=runtime)
+    assert worker.worker is core
+    worker.run(block=False)
+    try:
+        cid = uuid.uuid4()
+        sync_bus.send(DOMAIN, "Plain", cid, {})
+        wait_for_status(sync_bus, DOMAIN, cid, CommandStatus.COMPLETED)
+    finally:
+        worker.stop(timeout=5)
+
+
+def test_constructor_rejects_what_it_cannot_honour(
+    runtime: SyncRuntime, sync_pool: AsyncConnectionPool, registry: HandlerRegistry
+) -> None:
+    core = Worker(sync_pool, domain=DOMAIN, registry=registry)
+    with pytest.raises(ValidationError):
+        SyncWorker(core, pool=sync_pool, runtime=runtime)
+    with pytest.raises(ValidationError) as caught:
+        SyncWorker(core, runtime=runtime, concurrency=5)  # the worker has its own
+    assert caught.value.field == "concurrency"
+    with pytest.raises(ValidationError) as caught:
+        SyncWorker(pool=sync_pool, registry=registry, runtime=runtime)
+    assert caught.value.field == "domain"
+    with SyncRuntime() as other:
+        foreign = other.open_pool(sync_pool.conninfo, min_size=1, max_size=2)
+        with pytest.raises(ValidationError, match="another event loop"):
+            SyncWorker(pool=foreign, domain=DOMAIN, registry=registry, runtime=runtime)
+
+
+def test_close_stops_the_worker_and_closes_the_pool_it_opened(
+    runtime: SyncRuntime, sync_pool: AsyncConnectionPool, schema: str, registry: HandlerRegistry
+) -> None:
+    worker = SyncWorker(
+        conninfo=sync_pool.conninfo,
+        pool_kwargs={"min_size": 1, "max_size": 6},
+        domain=DOMAIN,
+        registry=registry,
+        runtime=runtime,
+        schema=schema,
+        concurrency=4,
+    )
+    worker.run(block=False)
+    owned = worker.worker.pool
+    worker.close()
+    assert not worker.running
+    assert owned.closed
+
+
+SERVE = """
+    import os, sys, time, uuid
+    from commandbus import HandlerRegistry
+    from commandbus_sync import SyncCommandBus, SyncRuntime, SyncWorker
+
+    registry = HandlerRegistry()
+
+    @registry.handler("jobs", "Slow")
+    def slow(command, ctx):
+        print("started", flush=True)
+        time.sleep(0.5)  # work in flight when the signal arrives
+        return {"done": True}
+
+    schema = os.environ["CB_SCHEMA"]
+    with SyncRuntime() as rt:
+        pool = rt.open_pool(os.environ["CB_URL"], min_size=1, max_size=4)
+        bus = SyncCommandBus(pool=pool, runtime=rt, schema=schema)
+        cid = uuid.uuid4()
+        bus.send("jobs", "Slow", cid, {})
+        SyncWorker(pool=pool, domain="jobs", registry=registry, runtime=rt, schema=schema,
+                   concurrency=2).run()
+        print("stopped", bus.get_command("jobs", cid).status.value, flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_blocking_run_stops_gracefully_on_signals(
+    signum: signal.Signals, sync_pool: AsyncConnectionPool, schema: str
+) -> None:
+    """The in-flight handler finishes and its outcome is recorded before run() returns."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SERVE)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CB_URL": sync_pool.conninfo, "CB_SCHEMA": schema},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert out.strip() == "stopped COMPLETED"
