@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import psycopg
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import (
@@ -37,6 +38,8 @@ from commandbus import (
 from commandbus.cli import main
 from core._sagas import SAGA_DOMAIN, saga_env
 from core.helpers import make_worker, running, wait_for_status
+
+pytestmark = pytest.mark.anyio  # the conftest marks async tests too late for parametrize
 
 DOMAIN = "cli"
 #: ``$USER`` of every run: the default ``--operator``.
@@ -266,8 +269,14 @@ HANDLERS = """
 """
 
 
+@pytest.mark.parametrize("mode", [[], ["--sync"]], ids=["async", "sync"])
 async def test_worker_processes_commands_and_stops_cleanly_on_sigterm(
-    database_url: str, schema: str, pool: AsyncConnectionPool, bus: CommandBus, tmp_path: Path
+    database_url: str,
+    schema: str,
+    pool: AsyncConnectionPool,
+    bus: CommandBus,
+    tmp_path: Path,
+    mode: list[str],
 ) -> None:
     (tmp_path / "cli_handlers.py").write_text(textwrap.dedent(HANDLERS))
     ids = [uuid.uuid4() for _ in range(6)]
@@ -276,6 +285,7 @@ async def test_worker_processes_commands_and_stops_cleanly_on_sigterm(
 
     command = [sys.executable, "-m", "commandbus.cli", *db(database_url, schema)]
     command += ["worker", "cli_handlers:registry", "--domain", DOMAIN, "--concurrency", "3"]
+    command += mode
     env = _env(PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     log = tmp_path / "worker.log"
     with log.open("wb") as stderr:

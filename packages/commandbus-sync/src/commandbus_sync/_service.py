@@ -24,6 +24,8 @@ __all__ = ["Service", "ServiceRunner"]
 
 #: How long a blocking waiter sleeps between checks that its runtime is alive.
 _WAIT_SLICE_S = 0.5
+#: After a second Ctrl-C, how long to wait for the cancelled service to unwind.
+_CANCEL_WAIT_S = 10.0
 #: While starting, how often the caller checks whether start-up failed.
 _START_POLL_S = 0.02
 
@@ -52,8 +54,6 @@ class ServiceRunner:
         self.runtime = runtime
         self.service = service
         self.name = name
-        #: The graceful-stop budget used when Ctrl-C or SIGTERM ends a blocking run.
-        self.signal_stop_timeout: float = 30
         self._lock = threading.Lock()
         self._handle: TaskHandle[None] | None = None
 
@@ -62,9 +62,12 @@ class ServiceRunner:
         handle = self._handle
         return handle is not None and not handle.done()
 
-    def run(self, *, block: bool, configure: Callable[[], None]) -> None:
+    def run(
+        self, *, block: bool, configure: Callable[[], None], signal_stop_timeout: float | None
+    ) -> None:
         """Start the service (``configure`` is applied on the loop first, before it runs);
-        return once it listens, or, with ``block``, once it has stopped."""
+        return once it listens, or, with ``block``, once it has stopped (Ctrl-C and SIGTERM
+        stop it with ``signal_stop_timeout``)."""
         started = threading.Event()
         with self._lock:
             if self.running:
@@ -78,7 +81,7 @@ class ServiceRunner:
             handle.result()  # a start-up error (pool too small, ...) is raised here
             return
         if block:
-            self._wait(handle)
+            self._wait(handle, signal_stop_timeout)
 
     def stop(self, timeout: float | None = 30) -> None:
         """Stop gracefully (in-flight work gets ``timeout`` seconds) and join the task.
@@ -102,7 +105,7 @@ class ServiceRunner:
         finally:
             ready.cancel()
 
-    def _wait(self, handle: TaskHandle[None]) -> None:
+    def _wait(self, handle: TaskHandle[None], stop_timeout: float | None) -> None:
         """Wait for the task to end; Ctrl-C or SIGTERM stops it gracefully (a second
         Ctrl-C during that stop cancels it: in-flight work is then redelivered later)."""
         try:
@@ -111,10 +114,10 @@ class ServiceRunner:
                     pass
         except (KeyboardInterrupt, _Terminate):
             try:
-                self.stop(self.signal_stop_timeout)
+                self.stop(stop_timeout)
             except KeyboardInterrupt:
                 handle.cancel()
-                handle.wait(self.signal_stop_timeout)
+                handle.wait(_CANCEL_WAIT_S)
                 raise
             return
         handle.result()

@@ -112,6 +112,8 @@ class SyncProcessReplyRouter(Facade):
             settings=settings,
         )
         self._runner = ServiceRunner(self.runtime, self._target, "SyncProcessReplyRouter")
+        #: Seconds in-flight work gets when Ctrl-C or SIGTERM stops a blocking :meth:`run`.
+        self.signal_stop_timeout: float | None = 30
 
     @property
     def router(self) -> ProcessReplyRouter:
@@ -133,7 +135,9 @@ class SyncProcessReplyRouter(Facade):
             if concurrency is not None:
                 router.concurrency = concurrency
 
-        self._runner.run(block=block, configure=configure)
+        self._runner.run(
+            block=block, configure=configure, signal_stop_timeout=self.signal_stop_timeout
+        )
 
     def stop(self, timeout: float | None = 30) -> None:
         """Stop taking replies; in-flight ones get ``timeout`` seconds (the rest roll back

@@ -76,6 +76,8 @@ class SyncWorker(Facade):
             settings=settings,
         )
         self._runner = ServiceRunner(self.runtime, self._target, "SyncWorker")
+        #: Seconds in-flight work gets when Ctrl-C or SIGTERM stops a blocking :meth:`run`.
+        self.signal_stop_timeout: float | None = 30
 
     @property
     def worker(self) -> Worker:
@@ -112,7 +114,9 @@ class SyncWorker(Facade):
             if thread_pool_size is not None:
                 worker.thread_pool_size = thread_pool_size
 
-        self._runner.run(block=block, configure=configure)
+        self._runner.run(
+            block=block, configure=configure, signal_stop_timeout=self.signal_stop_timeout
+        )
 
     def stop(self, timeout: float | None = 30) -> None:
         """Stop taking work, let in-flight handlers finish for up to ``timeout`` seconds

@@ -138,26 +138,18 @@ def _run_sync(args: argparse.Namespace, registry: HandlerRegistry) -> int:
     dsn = resolve_dsn(args)
     kwargs = connect_kwargs(dsn)
     psycopg.connect(dsn, **kwargs).close()  # fail fast, with libpq's reason
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with SyncRuntime() as runtime:
-            pool = runtime.open_pool(
-                dsn, min_size=1, max_size=2, kwargs=kwargs, timeout=CONNECT_TIMEOUT * 2
-            )
-            worker = _worker(pool, args, registry)
-            runtime.run(pool.resize, 1, worker.required_connections() + HEADROOM)
-            _log_start(worker, pool.max_size)
-            sync_worker: Any = SyncWorker(worker, runtime=runtime)  # TODO: typed once it lands
-            sync_worker.run()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with SyncRuntime() as runtime:
+        pool = runtime.open_pool(
+            dsn, min_size=1, max_size=2, kwargs=kwargs, timeout=CONNECT_TIMEOUT * 2
+        )
+        worker = _worker(pool, args, registry)
+        runtime.run(pool.resize, 1, worker.required_connections() + HEADROOM)
+        _log_start(worker, pool.max_size)
+        sync_worker = SyncWorker(worker, runtime=runtime)
+        sync_worker.signal_stop_timeout = args.stop_timeout
+        sync_worker.run()  # blocks; Ctrl-C or SIGTERM stop it gracefully
     log.info("stopped: %s", worker.stats)
     return 0
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM as Ctrl-C, which SyncWorker.run handles as a graceful stop."""
-    raise KeyboardInterrupt
 
 
 def _worker(pool: Any, args: argparse.Namespace, registry: HandlerRegistry) -> Worker:
