@@ -40,6 +40,8 @@ class PostgresServer:
     url: str
     throwaway: bool
     _stop: Any = field(default=None, repr=False)
+    #: The data directory of a server started from local binaries (for ``pg_ctl``).
+    data_dir: str | None = None
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -134,7 +136,7 @@ def _start_local(bindir: str, *, fast: bool) -> PostgresServer:
         )
         shutil.rmtree(base, ignore_errors=True)
 
-    return PostgresServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", True, stop)
+    return PostgresServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", True, stop, data)
 
 
 def _start_embedded() -> PostgresServer:
