@@ -1,7 +1,7 @@
 """Process-wide settings of the sync companion: the default runtime and handler threads.
 
 The thread pool runs plain-``def`` handlers of :class:`SyncWorker`. Its size comes from
-:func:`configure`, else ``COMMAND_BUS_SYNC_THREADS``, else the CPU count (as
+:func:`configure`, else ``COMMAND_BUS_SYNC_THREADS``, else ``min(32, CPU count + 4)`` (as
 ``concurrent.futures.ThreadPoolExecutor`` sizes itself).
 """
 

@@ -100,7 +100,7 @@ class SyncWorker(Facade):
         With ``block=True`` (a worker process) return after :meth:`stop` from another
         thread, or after Ctrl-C / SIGTERM, which stop it gracefully. With ``block=False``
         return as soon as it listens for commands. ``concurrency`` and
-        ``thread_pool_size`` override the worker's settings for this run.
+        ``thread_pool_size``, when given, replace the worker's settings from this run on.
         """
         if concurrency is not None:
             concurrency = check_positive_int("concurrency", concurrency)
