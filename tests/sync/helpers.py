@@ -42,4 +42,6 @@ def wait_for_status(
         meta = bus.get_command(domain, command_id)
         return meta if meta is not None and meta.status is status else None
 
-    return wait_until(probe, timeout=timeout, what=f"{domain}/{command_id} {status}")
+    meta = wait_until(probe, timeout=timeout, what=f"{domain}/{command_id} {status}")
+    assert meta is not None
+    return meta

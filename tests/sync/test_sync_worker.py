@@ -306,3 +306,21 @@ def test_a_blocking_run_stops_gracefully_on_signals(
         proc.wait()
     assert proc.returncode == 0, err
     assert out.strip() == "stopped COMPLETED"
+
+
+def test_close_after_a_failed_start_still_closes_the_pool_it_opened(
+    runtime: SyncRuntime, database_url: str, schema: str, registry: HandlerRegistry
+) -> None:
+    worker = SyncWorker(
+        conninfo=database_url,
+        pool_kwargs={"min_size": 1, "max_size": 2},
+        domain=DOMAIN,
+        registry=registry,
+        runtime=runtime,
+        schema=schema,
+        concurrency=5,
+    )
+    with pytest.raises(ConfigurationError):
+        worker.run(block=False)
+    worker.close()  # the start-up error was the caller's already: not raised again
+    assert worker.worker.pool.closed

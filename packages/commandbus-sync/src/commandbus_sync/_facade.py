@@ -43,6 +43,7 @@ class Facade:
         target_type: type[T],
         instance: T | None,
         *,
+        name: str,
         pool: AsyncConnectionPool | None,
         conninfo: str | None,
         pool_kwargs: dict[str, Any] | None,
@@ -55,20 +56,20 @@ class Facade:
         ``settings`` left at None take the async constructor's defaults."""
         label = target_type.__name__
         sources = [
-            name
-            for name, value in ((label, instance), ("pool", pool), ("conninfo", conninfo))
+            source
+            for source, value in ((name, instance), ("pool", pool), ("conninfo", conninfo))
             if value is not None
         ]
         if len(sources) != 1:
             raise ValidationError(
-                label, f"pass exactly one of a {label}, pool= or conninfo= (got {sources})"
+                name, f"pass exactly one of a {label}, pool= or conninfo= (got {sources})"
             )
         if pool_kwargs is not None and conninfo is None:
             raise ValidationError("pool_kwargs", "only applies with conninfo=")
         given = {name: value for name, value in settings.items() if value is not None}
         if instance is not None:
             if not isinstance(instance, target_type):
-                raise ValidationError(label, f"must be a {label}, got {type(instance).__name__}")
+                raise ValidationError(name, f"must be a {label}, got {type(instance).__name__}")
             if given:
                 raise ValidationError(
                     next(iter(given)), f"is taken from the given {label}; omit it"

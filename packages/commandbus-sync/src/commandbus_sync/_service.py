@@ -78,6 +78,7 @@ class ServiceRunner:
         while not started.wait(_START_POLL_S) and not handle.done():
             pass
         if not started.is_set():
+            self._handle = None  # nothing left to stop; the error is the caller's now
             handle.result()  # a start-up error (pool too small, ...) is raised here
             return
         if block:
@@ -92,6 +93,7 @@ class ServiceRunner:
         if not handle.done():
             self.runtime.run(self.service.stop, timeout)
             handle.wait()
+        self._handle = None  # a failure is raised once, here
         handle.result()
 
     async def _serve(self, configure: Callable[[], None], started: threading.Event) -> None:

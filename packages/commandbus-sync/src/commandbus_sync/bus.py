@@ -58,6 +58,7 @@ class SyncCommandBus(Facade):
         self._target = self._bind(
             CommandBus,
             bus,
+            name="bus",
             pool=pool,
             conninfo=conninfo,
             pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),

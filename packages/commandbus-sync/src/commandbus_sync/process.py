@@ -105,6 +105,7 @@ class SyncProcessReplyRouter(Facade):
         self._target = self._bind(
             ProcessReplyRouter,
             router,
+            name="router",
             pool=pool,
             conninfo=conninfo,
             pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),
@@ -146,9 +147,11 @@ class SyncProcessReplyRouter(Facade):
 
     def close(self) -> None:
         """Stop the router if it runs, then close the pool opened from ``conninfo``."""
-        if not self.runtime.closed:
-            self.stop()
-        super().close()
+        try:
+            if not self.runtime.closed:
+                self.stop()
+        finally:
+            super().close()
 
 
 class SyncProcessRepository(Facade):
@@ -169,6 +172,7 @@ class SyncProcessRepository(Facade):
         self._target = self._bind(
             ProcessRepository,
             repository,
+            name="repository",
             pool=pool,
             conninfo=conninfo,
             pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),

@@ -41,6 +41,7 @@ class SyncTroubleshootingQueue(Facade):
         self._target = self._bind(
             TroubleshootingQueue,
             tsq,
+            name="tsq",
             pool=pool,
             conninfo=conninfo,
             pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),

@@ -69,6 +69,7 @@ class SyncWorker(Facade):
         self._target = self._bind(
             Worker,
             worker,
+            name="worker",
             pool=pool,
             conninfo=conninfo,
             pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),
@@ -126,9 +127,11 @@ class SyncWorker(Facade):
 
     def close(self) -> None:
         """Stop the worker if it runs, then close the pool opened from ``conninfo``."""
-        if not self.runtime.closed:
-            self.stop()
-        super().close()
+        try:
+            if not self.runtime.closed:
+                self.stop()
+        finally:
+            super().close()
 
 
 def _build_worker(pool: AsyncConnectionPool, **settings: Any) -> Worker:
