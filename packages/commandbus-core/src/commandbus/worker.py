@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
 from commandbus._channels import command_channel
+from commandbus._db import autocommit_connection
 from commandbus._errors import ConfigurationError, InvalidOperationError
 from commandbus._listener import listen
 from commandbus._outcomes import (
@@ -194,7 +195,7 @@ class Worker:
             "lease": self.visibility_timeout,
             "worker": self.name,
         }
-        async with self.pool.connection() as conn:
+        async with autocommit_connection(self.pool) as conn:  # one statement, one round trip
             cur = await conn.execute(_sql.query("dequeue", self.schema), params)
             rows = await cur.fetchall()
         self.stats["received"] += len(rows)
@@ -317,7 +318,7 @@ class Worker:
         """Record a batch in one statement; if that fails, each outcome on its own, so one
         unrecordable row cannot hold back the others (their leases would expire)."""
         try:
-            async with self.pool.connection() as conn:
+            async with autocommit_connection(self.pool) as conn:  # the statement is atomic
                 await self._finish(conn, [o for o, _ in batch])
         except Exception as exc:
             if len(batch) > 1:

@@ -3,10 +3,14 @@
 -- so a message that kills its worker still uses up its attempts.
 -- `= ANY (ARRAY(...))` pins index lookups whatever the statistics say: a join here once
 -- degraded into a scan of every command of the domain.
+-- The lease commits without waiting for its WAL flush (synchronous_commit off for this
+-- transaction only): a lease lost in a server crash only means the message is leased
+-- again, which at-least-once delivery allows; outcomes (finish.sql) stay durable.
 WITH picked AS (
     SELECT msg_id
     FROM {schema}.queue
     WHERE domain = %(domain)s AND vt <= now()
+      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
     ORDER BY vt, msg_id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
