@@ -3,8 +3,7 @@
     python bench/bench_sync_worker.py [-n N] [--concurrency C] [--rounds R]
 
 Each round sends N commands with ``send_batch``, starts the worker, and times until every
-command is COMPLETED (counted by a separate blocking connection for both sides, so the
-observer costs the same). Sides alternate round by round; the figure is the median of the
+command is COMPLETED (the worker's own counter, polled from a thread on both sides). Sides alternate round by round; the figure is the median of the
 per-round ratios. Handlers are async no-ops (issue 6 target: SyncWorker >= 95% of Worker),
 then plain ``def`` no-ops for information. Uses DATABASE_URL or a throwaway durable server.
 """
@@ -46,16 +45,10 @@ def registry(plain: bool) -> HandlerRegistry:
     return reg
 
 
-def wait_all_completed(url: str, schema: str, n: int) -> None:
-    query = sql.SQL("SELECT count(*) FROM {}.commands WHERE status = 'COMPLETED'").format(
-        sql.Identifier(schema)
-    )
-    with psycopg.connect(url, autocommit=True) as conn:
-        while True:
-            row = conn.execute(query).fetchone()
-            if row is not None and row[0] >= n:
-                return
-            time.sleep(0.01)
+def wait_all_completed(stats: dict[str, int], n: int) -> None:
+    """Poll the worker's own counter from this thread: free for the database."""
+    while stats["completed"] < n:
+        time.sleep(0.005)
 
 
 def fresh_schema(rt: SyncRuntime, pool: Any) -> str:
@@ -106,7 +99,7 @@ def async_round(url: str, n: int, concurrency: int, plain: bool) -> float:
             )
             t0 = time.perf_counter()
             task = asyncio.create_task(worker.run())
-            await asyncio.to_thread(wait_all_completed, url, schema, n)
+            await asyncio.to_thread(wait_all_completed, worker.stats, n)
             result.append(time.perf_counter() - t0)
             await worker.stop()
             await task
@@ -134,7 +127,7 @@ def sync_round(url: str, n: int, concurrency: int, plain: bool) -> float:
         )
         t0 = time.perf_counter()
         worker.run(block=False)
-        wait_all_completed(url, schema, n)
+        wait_all_completed(worker.worker.stats, n)
         elapsed = time.perf_counter() - t0
         worker.stop()
     drop(url, schema)

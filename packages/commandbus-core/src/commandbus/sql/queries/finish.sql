@@ -3,26 +3,27 @@
 -- overran its lease cannot finish a command another worker has leased since.
 -- Lookups use `= ANY (array)` so plans stay index lookups whatever the statistics.
 -- retry_delay NULL: the message is done (deleted); otherwise it becomes visible again later.
+-- The arrays travel in binary: text arrays would be quoted element by element client side.
 WITH input AS (
     SELECT *
     FROM unnest(
-        %(msg_id)s::bigint[], %(read_ct)s::int[], %(command_id)s::uuid[], %(status)s::text[],
-        %(result)s::text[], %(error_type)s::text[], %(error_code)s::text[],
-        %(error_message)s::text[], %(error_traceback)s::text[], %(retry_delay)s::float8[],
-        %(event_type)s::text[], %(details)s::text[], %(reply_outcome)s::text[]
+        %(msg_id)b::bigint[], %(read_ct)b::int[], %(command_id)b::uuid[], %(status)b::text[],
+        %(result)b::text[], %(error_type)b::text[], %(error_code)b::text[],
+        %(error_message)b::text[], %(error_traceback)b::text[], %(retry_delay)b::float8[],
+        %(event_type)b::text[], %(details)b::text[], %(reply_outcome)b::text[]
     ) AS t(msg_id, read_ct, command_id, status, result, error_type, error_code, error_message,
            error_traceback, retry_delay, event_type, details, reply_outcome)
 ), released AS (
     DELETE FROM {schema}.queue q
     USING input i
-    WHERE q.msg_id = ANY (%(msg_id)s::bigint[])
+    WHERE q.msg_id = ANY (%(msg_id)b::bigint[])
       AND q.msg_id = i.msg_id AND q.read_ct = i.read_ct AND i.retry_delay IS NULL
     RETURNING q.msg_id
 ), rescheduled AS (
     UPDATE {schema}.queue q
     SET vt = now() + make_interval(secs => i.retry_delay)
     FROM input i
-    WHERE q.msg_id = ANY (%(msg_id)s::bigint[])
+    WHERE q.msg_id = ANY (%(msg_id)b::bigint[])
       AND q.msg_id = i.msg_id AND q.read_ct = i.read_ct AND i.retry_delay IS NOT NULL
     RETURNING q.msg_id
 ), owned AS (
@@ -58,5 +59,5 @@ WITH input AS (
     FROM cmd
 )
 SELECT cmd.command_id,
-       (SELECT count(pg_notify(c, '')) FROM unnest(%(channels)s::text[]) AS c) AS notified
+       (SELECT count(pg_notify(c, '')) FROM unnest(%(channels)b::text[]) AS c) AS notified
 FROM cmd
