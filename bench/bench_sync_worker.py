@@ -3,7 +3,8 @@
     python bench/bench_sync_worker.py [-n N] [--concurrency C] [--rounds R]
 
 Each round sends N commands with ``send_batch``, starts the worker, and times until every
-command is COMPLETED (the worker's own counter, polled from a thread on both sides). Sides alternate round by round; the figure is the median of the
+command is COMPLETED (the worker's own counter, polled from a thread on both sides).
+Sides alternate round by round; the figure is the median of the
 per-round ratios. Handlers are async no-ops (issue 6 target: SyncWorker >= 95% of Worker),
 then plain ``def`` no-ops for information. Uses DATABASE_URL or a throwaway durable server.
 """
