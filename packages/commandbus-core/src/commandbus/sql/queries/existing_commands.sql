@@ -1,5 +1,5 @@
 -- existing_commands: which of these (domain, command_id) keys are taken already.
 SELECT c.domain, c.command_id
 FROM {schema}.commands c
-JOIN unnest(%(domain)b::text[], %(command_id)b::uuid[]) AS k(domain, command_id)
+JOIN jsonb_to_recordset(%(commands)s::jsonb) AS k(domain text, command_id uuid)
   ON c.domain = k.domain AND c.command_id = k.command_id

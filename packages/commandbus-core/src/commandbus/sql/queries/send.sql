@@ -1,5 +1,6 @@
 -- send: write commands, their queue messages and SENT audit events in one statement.
--- One array element per command; the arrays travel in binary (no text escaping of the JSON).
+-- The commands travel as one JSON array parameter (one element per command): one value
+-- to send whatever the batch size, and each `data` is parsed once, as part of it.
 -- {on_conflict} picks how a duplicate (domain, command_id) ends the statement:
 --   "ON CONFLICT DO NOTHING" inside a transaction the caller controls: a duplicate is
 --     skipped, the caller sees its row missing from the result, raises and rolls back;
@@ -8,16 +9,14 @@
 -- At most one NOTIFY per distinct, due domain.
 WITH input AS (
     SELECT *
-    FROM unnest(
-        %(domain)b::text[], %(command_id)b::uuid[], %(command_type)b::text[],
-        %(max_attempts)b::int[], %(data)b::text[], %(correlation_id)b::uuid[],
-        %(reply_to)b::text[], %(delay)b::float8[]
-    ) AS t(domain, command_id, command_type, max_attempts, data, correlation_id, reply_to, delay)
+    FROM jsonb_to_recordset(%(commands)s::jsonb) AS t(
+        domain text, command_id uuid, command_type text, max_attempts int, data jsonb,
+        correlation_id uuid, reply_to text, delay float8)
 ), cmd AS (
     INSERT INTO {schema}.commands
         (domain, command_id, command_type, status, max_attempts, data,
          correlation_id, reply_to, batch_id)
-    SELECT domain, command_id, command_type, 'PENDING', max_attempts, data::jsonb,
+    SELECT domain, command_id, command_type, 'PENDING', max_attempts, data,
            correlation_id, reply_to, %(batch_id)s::uuid
     FROM input
     {on_conflict}
