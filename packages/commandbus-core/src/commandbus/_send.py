@@ -40,7 +40,6 @@ from commandbus.models import SendRequest, SendResult
 __all__ = ["PreparedSend", "prepare_send"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class PreparedSend:
     """A validated send: the statements to run, their ``params`` and how to read the result."""
