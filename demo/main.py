@@ -234,7 +234,7 @@ def run(dsn: str, n: int, schema: str) -> None:
             schema=schema,
             concurrency=16,
             retry_policy=policy,
-            thread_pool_size=8,
+            thread_pool_size=16,
         )
         shop = SyncWorker(
             pool=pool,
@@ -255,10 +255,13 @@ def run(dsn: str, n: int, schema: str) -> None:
             return counts.get("COMPLETED", 0) + counts.get("IN_TROUBLESHOOTING_QUEUE", 0)
 
         done = 0
+        deadline = time.monotonic() + 60 + n / 100  # generous: a stuck demo must not hang
         while done < n:
             done = min(finished(), n)
             progress(done, n, process_started)
             if done < n:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"only {done:,} of {n:,} commands finished in time")
                 time.sleep(0.2)
         process_rate = n / (time.perf_counter() - process_started)
         completed = count_by_status(rt, pool, schema).get("COMPLETED", 0)

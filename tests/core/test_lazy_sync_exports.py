@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import commandbus
+import commandbus_sync
 
 SYNC_NAMES = [
     "SyncRuntime",
@@ -85,6 +86,19 @@ def test_missing_sync_distribution_says_how_to_install() -> None:
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2
     assert all('pip install "commandbus[sync]"' in line for line in lines)
+
+
+def test_star_import_works_without_the_sync_distribution() -> None:
+    out = _python(_HIDE_SYNC + "from commandbus import *\nprint(CommandBus.__name__)\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "CommandBus"
+
+
+def test_the_sync_error_types_are_re_exported() -> None:
+    from commandbus import AsyncContextError, RuntimeClosedError
+
+    assert RuntimeClosedError is commandbus_sync.RuntimeClosedError
+    assert AsyncContextError is commandbus_sync.AsyncContextError
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

@@ -197,3 +197,20 @@ def test_the_wrapped_async_object_is_the_one_given(
     repo, _ = make_fake(ProcessRepository, fake_pool)
     assert SyncTroubleshootingQueue(tsq, runtime=runtime).queue is tsq
     assert SyncProcessRepository(repo, runtime=runtime).repository is repo
+
+
+def test_an_async_callable_object_passed_as_callback_is_awaited(runtime: SyncRuntime) -> None:
+    """An object with ``async def __call__`` is not a coroutine function, yet async."""
+    from commandbus_sync._facade import as_async_callback
+
+    seen: list[object] = []
+
+    class Notify:
+        async def __call__(self, info: object) -> str:
+            seen.append(info)
+            return "done"
+
+    callback = as_async_callback(Notify())
+    assert callback is not None
+    assert runtime.run(callback, "batch") == "done"
+    assert seen == ["batch"]

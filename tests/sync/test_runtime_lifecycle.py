@@ -14,7 +14,8 @@ from collections.abc import Callable
 import pytest
 
 from commandbus import CommandBusError, ValidationError
-from commandbus_sync import RuntimeClosedError, SyncRuntime
+from commandbus_sync import RuntimeClosedError, SyncRuntime, configure
+from commandbus_sync import runtime as runtime_module
 
 
 async def noop() -> None:
@@ -231,3 +232,19 @@ def test_atexit_never_hangs_when_the_loop_is_blocked() -> None:
     assert "exiting" in out.stdout
     assert "did not stop within" in out.stderr  # the warning says why it was abandoned
     assert time.monotonic() - began < 30
+
+
+def test_the_default_runtime_is_recreated_once_the_configured_one_is_shut_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime_module, "_default", None)
+    with SyncRuntime() as configured:
+        configure(runtime=configured)
+        assert runtime_module.get_default_runtime() is configured
+    fresh = runtime_module.get_default_runtime()
+    try:
+        assert fresh is not configured
+        assert not fresh.closed
+        assert fresh.run(asyncio.sleep, 0, "ok") == "ok"
+    finally:
+        fresh.shutdown()

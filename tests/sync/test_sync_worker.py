@@ -3,6 +3,7 @@ runs, graceful stop (also on SIGTERM and Ctrl-C), and nothing left behind."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import textwrap
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +28,7 @@ from commandbus import (
     ValidationError,
     Worker,
 )
-from commandbus_sync import SyncCommandBus, SyncRuntime, SyncWorker, configure
+from commandbus_sync import AsyncContextError, SyncCommandBus, SyncRuntime, SyncWorker, configure
 from commandbus_sync import config as sync_config
 from sync.helpers import wait_for_status, wait_until
 
@@ -127,10 +129,19 @@ def test_a_blocking_run_returns_after_stop_from_another_thread(
     assert errors == []
 
 
+async def loop_tasks() -> int:
+    """Tasks on the runtime's loop, this call's own task excluded."""
+    return len(asyncio.all_tasks()) - 1
+
+
 def test_stop_leaves_no_thread_task_or_connection(
-    worker: SyncWorker, sync_bus: SyncCommandBus, sync_pool: AsyncConnectionPool
+    worker: SyncWorker,
+    sync_bus: SyncCommandBus,
+    sync_pool: AsyncConnectionPool,
+    runtime: SyncRuntime,
 ) -> None:
     threads_before = threading.active_count()
+    tasks_before = runtime.run(loop_tasks)
     worker.run(block=False)
     ids = [uuid.uuid4() for _ in range(20)]
     for cid in ids:
@@ -138,8 +149,10 @@ def test_stop_leaves_no_thread_task_or_connection(
     for cid in ids:
         wait_for_status(sync_bus, DOMAIN, cid, CommandStatus.COMPLETED)
     assert threading.active_count() > threads_before  # handler threads and the listener ran
+    assert runtime.run(loop_tasks) > tasks_before  # the worker's tasks
     worker.stop(timeout=5)
     assert threading.active_count() == threads_before, threading.enumerate()
+    assert runtime.run(loop_tasks) == tasks_before
     stats = sync_pool.get_stats()
     assert stats["pool_size"] == stats["pool_available"]  # every connection is back
     assert stats.get("requests_waiting", 0) == 0
@@ -269,7 +282,9 @@ SERVE = """
     @registry.handler("jobs", "Slow")
     def slow(command, ctx):
         print("started", flush=True)
-        time.sleep(0.5)  # work in flight when the signal arrives
+        release = os.environ["CB_RELEASE"]
+        while not os.path.exists(release):  # in flight until the test has signalled us
+            time.sleep(0.01)
         return {"done": True}
 
     schema = os.environ["CB_SCHEMA"]
@@ -286,20 +301,27 @@ SERVE = """
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_blocking_run_stops_gracefully_on_signals(
-    signum: signal.Signals, sync_pool: AsyncConnectionPool, schema: str
+    signum: signal.Signals, sync_pool: AsyncConnectionPool, schema: str, tmp_path: Path
 ) -> None:
     """The in-flight handler finishes and its outcome is recorded before run() returns."""
+    release = tmp_path / "release"
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(SERVE)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "CB_URL": sync_pool.conninfo, "CB_SCHEMA": schema},
+        env={
+            **os.environ,
+            "CB_URL": sync_pool.conninfo,
+            "CB_SCHEMA": schema,
+            "CB_RELEASE": str(release),
+        },
     )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "started"
-        proc.send_signal(signum)
+        proc.send_signal(signum)  # while the handler is certainly still running
+        release.touch()
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
@@ -324,3 +346,41 @@ def test_close_after_a_failed_start_still_closes_the_pool_it_opened(
         worker.run(block=False)
     worker.close()  # the start-up error was the caller's already: not raised again
     assert worker.worker.pool.closed
+
+
+def test_stop_from_a_plain_def_handler_does_not_deadlock(
+    runtime: SyncRuntime, sync_pool: AsyncConnectionPool, schema: str, sync_bus: SyncCommandBus
+) -> None:
+    registry = HandlerRegistry()
+    holder: list[SyncWorker] = []
+
+    @registry.handler(DOMAIN, "Shutdown")
+    def shutdown(command: Command, ctx: HandlerContext) -> dict[str, bool]:
+        holder[0].stop(timeout=5)  # only asks: waiting would wait for this very handler
+        return {"asked": True}
+
+    worker = SyncWorker(
+        pool=sync_pool,
+        domain=DOMAIN,
+        registry=registry,
+        runtime=runtime,
+        schema=schema,
+        concurrency=2,
+        poll_interval=0.05,
+    )
+    holder.append(worker)
+    worker.run(block=False)
+    cid = uuid.uuid4()
+    sync_bus.send(DOMAIN, "Shutdown", cid, {})
+    wait_until(lambda: not worker.worker.running, what="worker stopped by its handler")
+    assert wait_for_status(sync_bus, DOMAIN, cid, CommandStatus.COMPLETED).result == {"asked": True}
+    worker.stop()  # joins what is left; nothing running, returns at once
+
+
+def test_run_from_a_running_event_loop_is_refused(worker: SyncWorker) -> None:
+    async def misuse() -> None:
+        worker.run(block=False)
+
+    with pytest.raises(AsyncContextError, match=r"await Worker\.run"):
+        asyncio.run(misuse())
+    assert not worker.running

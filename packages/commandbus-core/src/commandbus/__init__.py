@@ -8,6 +8,7 @@ importing ``commandbus`` never imports ``commandbus_sync`` or anyio, nor starts 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from commandbus._errors import (
@@ -59,7 +60,9 @@ from commandbus.troubleshooting import TroubleshootingQueue
 from commandbus.worker import Worker
 
 if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
-    from commandbus_sync import (
+    from commandbus_sync import (  # noqa: F401 - re-exported lazily by __getattr__
+        AsyncContextError,
+        RuntimeClosedError,
         SyncCommandBus,
         SyncProcessManager,
         SyncProcessReplyRouter,
@@ -82,6 +85,8 @@ _SYNC_NAMES = (
     "SyncProcessManager",
     "SyncProcessRepository",
     "configure",
+    "RuntimeClosedError",
+    "AsyncContextError",
 )
 
 _SYNC_MISSING = (
@@ -135,16 +140,20 @@ __all__ = [
     "migrate",
     "read_replies",
     "migration_sql",
-    # lazy, from commandbus-sync:
-    "SyncCommandBus",
-    "SyncProcessManager",
-    "SyncProcessReplyRouter",
-    "SyncProcessRepository",
-    "SyncRuntime",
-    "SyncTroubleshootingQueue",
-    "SyncWorker",
-    "configure",
 ]
+# Lazy names are listed only when the companion is installed, so that
+# ``from commandbus import *`` works without it (find_spec does not import it).
+
+
+def _sync_installed() -> bool:
+    try:
+        return importlib.util.find_spec("commandbus_sync") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+if _sync_installed():
+    __all__ += _SYNC_NAMES
 
 
 def _load_sync() -> Any:

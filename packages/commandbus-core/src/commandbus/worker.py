@@ -49,7 +49,7 @@ from commandbus.handlers import HandlerContext, HandlerRegistry, is_async_handle
 from commandbus.models import Command, CommandStatus
 from commandbus.retry import RetryPolicy
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "current_worker"]
 
 log = logging.getLogger("commandbus.worker")
 
@@ -57,6 +57,18 @@ log = logging.getLogger("commandbus.worker")
 _FINISH_BATCH = 200
 #: Most messages leased by one statement.
 _FETCH_BATCH = 200
+
+
+_current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
+    "commandbus_current_worker", default=None
+)
+
+
+def current_worker() -> Worker | None:
+    """The worker whose handler is running in this context (async task or handler
+    thread), else None. ``Worker.stop()`` called from a handler uses it to return at once
+    instead of waiting for that very handler."""
+    return _current_worker.get()
 
 
 class Worker:
@@ -129,6 +141,7 @@ class Worker:
         self._stopped.clear()
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
+        self._warn_if_threads_short()
         self._executor = ThreadPoolExecutor(
             self.thread_pool_size, thread_name_prefix=f"commandbus-{self.domain}"
         )
@@ -151,7 +164,9 @@ class Worker:
         """Stop taking work; let in-flight handlers finish for up to ``timeout`` seconds.
 
         Handlers still running after the timeout are cancelled and their commands are
-        redelivered when their lease expires. Returns once nothing of the worker is left.
+        redelivered when their lease expires. Returns once nothing of the worker is left,
+        except when called from one of the worker's own handlers: it then only asks the
+        worker to stop, and returns at once.
         """
         if not self._running:
             await asyncio.sleep(0)  # a run() task created just before us starts first
@@ -161,6 +176,8 @@ class Worker:
         self._stopping = True
         self._wake.set()
         self._slot_freed.set()
+        if current_worker() is self:
+            return  # called by one of our handlers: waiting for it would wait forever
         await self._stopped.wait()
 
     # -- fetching ------------------------------------------------------------------
@@ -214,6 +231,7 @@ class Worker:
     # -- running handlers ----------------------------------------------------------
 
     async def _process(self, lease: Lease) -> None:
+        _current_worker.set(self)  # this task's context, copied into handler threads too
         if lease.attempt > lease.max_attempts:
             await self._record(outcome_for_exhausted(lease))
             return
@@ -388,6 +406,21 @@ class Worker:
             self._running = False
             self.ready.clear()
             self._stopped.set()
+
+    def _warn_if_threads_short(self) -> None:
+        """Plain-``def`` handlers beyond the thread count wait for a thread while their
+        lease runs: with slow handlers they may be redelivered, and run twice."""
+        handlers = [self.registry.get(d, kind) for d, kind in self.registry if d == self.domain]
+        plain = any(h is not None and not is_async_handler(h) for h in handlers)
+        if plain and self.thread_pool_size < self.concurrency:
+            log.warning(
+                "worker %s: concurrency %d but only %d handler threads for plain-def "
+                "handlers; leased commands may wait for a thread while their lease runs "
+                "(set thread_pool_size >= concurrency)",
+                self.name,
+                self.concurrency,
+                self.thread_pool_size,
+            )
 
     def _check_pool(self) -> None:
         max_size = getattr(self.pool, "max_size", None)

@@ -138,6 +138,9 @@ def as_async_callback(
     sync_callback = callback
 
     async def in_thread(arg: Any) -> object:
-        return await anyio.to_thread.run_sync(sync_callback, arg)
+        result = await anyio.to_thread.run_sync(sync_callback, arg)
+        if inspect.isawaitable(result):  # an async callable not declared with `async def`
+            return await result
+        return result
 
     return in_thread

@@ -9,6 +9,7 @@ returns once the service is listening (``block=False``) or waits for it to end
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -17,10 +18,14 @@ from types import FrameType
 from typing import Protocol
 
 from commandbus import InvalidOperationError
+from commandbus.worker import current_worker
 from commandbus_sync._call import TaskHandle
-from commandbus_sync.runtime import SyncRuntime
+from commandbus_sync._errors import AsyncContextError
+from commandbus_sync.runtime import SyncRuntime, event_loop_running
 
 __all__ = ["Service", "ServiceRunner"]
+
+log = logging.getLogger("commandbus_sync")
 
 #: How long a blocking waiter sleeps between checks that its runtime is alive.
 _WAIT_SLICE_S = 0.5
@@ -68,6 +73,7 @@ class ServiceRunner:
         """Start the service (``configure`` is applied on the loop first, before it runs);
         return once it listens, or, with ``block``, once it has stopped (Ctrl-C and SIGTERM
         stop it with ``signal_stop_timeout``)."""
+        self._check_caller("run")
         started = threading.Event()
         with self._lock:
             if self.running:
@@ -75,10 +81,16 @@ class ServiceRunner:
             handle = self._handle = self.runtime.start_task(
                 self._serve, configure, started, name=self.name
             )
-        while not started.wait(_START_POLL_S) and not handle.done():
-            pass
+        try:
+            while not started.wait(_START_POLL_S) and not handle.done():
+                pass
+        except BaseException:  # Ctrl-C while starting: leave nothing running
+            handle.cancel()
+            handle.wait(_CANCEL_WAIT_S)
+            self._forget(handle)
+            raise
         if not started.is_set():
-            self._handle = None  # nothing left to stop; the error is the caller's now
+            self._forget(handle)  # nothing left to stop; the error is the caller's now
             handle.result()  # a start-up error (pool too small, ...) is raised here
             return
         if block:
@@ -86,15 +98,34 @@ class ServiceRunner:
 
     def stop(self, timeout: float | None = 30) -> None:
         """Stop gracefully (in-flight work gets ``timeout`` seconds) and join the task.
-        Raises the service's own failure, if it ended with one."""
+        Raises the service's own failure, if it ended with one.
+
+        Called from one of the service's own handlers (a plain-``def`` handler's thread),
+        it only asks the service to stop: waiting for that handler would never end."""
+        self._check_caller("stop")
         handle = self._handle
         if handle is None:
             return
         if not handle.done():
             self.runtime.run(self.service.stop, timeout)
+            if current_worker() is self.service:
+                return
             handle.wait()
-        self._handle = None  # a failure is raised once, here
+        self._forget(handle)  # a failure is raised once, here
         handle.result()
+
+    def _forget(self, handle: TaskHandle[None]) -> None:
+        with self._lock:
+            if self._handle is handle:  # not a newer run started meanwhile
+                self._handle = None
+
+    def _check_caller(self, method: str) -> None:
+        if event_loop_running():
+            raise AsyncContextError(
+                f"{self.name}.{method}() was called from a thread that runs an event loop, "
+                f"where blocking would stall or deadlock it. In async code use the async "
+                f"API: `await {type(self.service).__name__}.{method}()`"
+            )
 
     async def _serve(self, configure: Callable[[], None], started: threading.Event) -> None:
         if self.service.running:
@@ -104,6 +135,10 @@ class ServiceRunner:
         ready.add_done_callback(lambda task: None if task.cancelled() else started.set())
         try:
             await self.service.run()
+        except Exception:
+            if started.is_set():  # after start-up nobody waits for it: say so now
+                log.exception("%s stopped with an error", self.name)
+            raise
         finally:
             ready.cancel()
 

@@ -12,7 +12,12 @@ import os
 from commandbus import ValidationError
 from commandbus_sync.runtime import SyncRuntime, set_default_runtime
 
-__all__ = ["ENV_THREADS", "configure", "default_thread_pool_size"]
+__all__ = [
+    "ENV_THREADS",
+    "configure",
+    "configured_thread_pool_size",
+    "default_thread_pool_size",
+]
 
 ENV_THREADS = "COMMAND_BUS_SYNC_THREADS"
 
@@ -38,16 +43,23 @@ def configure(*, runtime: SyncRuntime | None = None, thread_pool_size: int | Non
 def default_thread_pool_size() -> int:
     """Configured size, else ``COMMAND_BUS_SYNC_THREADS`` (validated), else CPU count + 4
     capped at 32."""
+    configured = configured_thread_pool_size()
+    return configured if configured is not None else min(32, (os.cpu_count() or 1) + 4)
+
+
+def configured_thread_pool_size() -> int | None:
+    """The size set by :func:`configure`, else by ``COMMAND_BUS_SYNC_THREADS``; None if
+    neither (a worker then sizes its pool from the CPU count and its concurrency)."""
     if _thread_pool_size is not None:
         return _thread_pool_size
     raw = os.environ.get(ENV_THREADS)
-    if raw is not None:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValidationError(ENV_THREADS, f"must be a positive integer, got {raw!r}") from None
-        return _positive_int(ENV_THREADS, value)
-    return min(32, (os.cpu_count() or 1) + 4)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValidationError(ENV_THREADS, f"must be a positive integer, got {raw!r}") from None
+    return _positive_int(ENV_THREADS, value)
 
 
 def _positive_int(field: str, value: object) -> int:

@@ -36,7 +36,7 @@ from commandbus import ValidationError
 from commandbus_sync._call import Call, TaskHandle
 from commandbus_sync._errors import AsyncContextError, RuntimeClosedError
 
-__all__ = ["SyncRuntime", "TaskHandle", "get_default_runtime"]
+__all__ = ["SyncRuntime", "TaskHandle", "event_loop_running", "get_default_runtime"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -86,7 +86,7 @@ class SyncRuntime:
         waiting thread is interrupted (Ctrl-C), the coroutine is cancelled and the
         interruption propagates.
         """
-        if _event_loop_running():
+        if event_loop_running():
             raise self._misuse(async_fn)
         lock = threading.Lock()
         lock.acquire()
@@ -159,6 +159,13 @@ class SyncRuntime:
         runner = getattr(pool, "_sched_runner", None)
         if isinstance(runner, asyncio.Task) and runner.get_loop() is self._loop:
             return pool
+        if runner is None:
+            raise ValidationError(
+                "pool",
+                "cannot be verified to run on this runtime's loop (this psycopg_pool version "
+                "does not expose its scheduler task). Open it with runtime.open_pool(conninfo), "
+                "or pass conninfo= to the sync facade",
+            )
         raise ValidationError(
             "pool",
             "was opened on another event loop, and a psycopg async pool can only be used on "
@@ -351,7 +358,7 @@ def _claim_loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
     return asyncio.get_running_loop(), thread
 
 
-def _event_loop_running() -> bool:
+def event_loop_running() -> bool:
     """True if this thread runs an asyncio loop (or a trio run, if trio is loaded)."""
     if asyncio._get_running_loop() is not None:
         return True
@@ -404,15 +411,16 @@ _exiting = False
 
 
 def get_default_runtime() -> SyncRuntime:
-    """The process-wide runtime used when a facade is given none; created on first use."""
+    """The process-wide runtime used when a facade is given none; created on first use,
+    and again if the current one was shut down (facades built on it stay closed)."""
     global _default
     runtime = _default
-    if runtime is not None:
+    if runtime is not None and not runtime.closed:
         return runtime
     with _default_lock:
         if _exiting:
             raise RuntimeClosedError("the interpreter is exiting; the default runtime is closed")
-        if _default is None:
+        if _default is None or _default.closed:  # e.g. a configured runtime was shut down
             _default = SyncRuntime()
         return _default
 

@@ -8,6 +8,7 @@ are the core's: nothing is re-implemented here.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,10 +18,13 @@ from commandbus import HandlerRegistry, RetryPolicy, ValidationError, Worker
 from commandbus._validation import check_positive_int
 from commandbus_sync._facade import Facade
 from commandbus_sync._service import ServiceRunner
-from commandbus_sync.config import default_thread_pool_size
+from commandbus_sync.config import configured_thread_pool_size, default_thread_pool_size
 from commandbus_sync.runtime import SyncRuntime, get_default_runtime
 
 __all__ = ["SyncWorker"]
+
+#: Worker's default concurrency (read from its signature, so the two never drift).
+_CONCURRENCY: int = inspect.signature(Worker).parameters["concurrency"].default
 
 
 class SyncWorker(Facade):
@@ -32,7 +36,8 @@ class SyncWorker(Facade):
 
     ``thread_pool_size`` (threads for plain-``def`` handlers) defaults to
     :func:`commandbus_sync.configure`'s setting, else ``COMMAND_BUS_SYNC_THREADS``, else
-    a CPU-based default. ``runtime`` defaults to the process-wide default runtime.
+    the larger of a CPU-based default and ``concurrency``. ``runtime`` defaults to the
+    process-wide default runtime.
     """
 
     def __init__(
@@ -138,5 +143,13 @@ def _build_worker(pool: AsyncConnectionPool, **settings: Any) -> Worker:
     for required in ("domain", "registry"):
         if required not in settings:
             raise ValidationError(required, "is required to build a Worker")
-    settings.setdefault("thread_pool_size", default_thread_pool_size())
+    if "thread_pool_size" not in settings:
+        # configure()/COMMAND_BUS_SYNC_THREADS when set; else enough threads for every
+        # leased command (fewer would leave leases ticking while commands wait).
+        configured = configured_thread_pool_size()
+        settings["thread_pool_size"] = (
+            configured
+            if configured is not None
+            else max(default_thread_pool_size(), settings.get("concurrency", _CONCURRENCY))
+        )
     return Worker(pool, **settings)

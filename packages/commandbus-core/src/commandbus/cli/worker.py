@@ -50,6 +50,14 @@ def add_parser(commands: Any, common: Parser) -> None:
         "--stop-timeout", type=float, default=30.0, metavar="SECONDS", help="(default 30)"
     )
     parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="threads for plain-def handlers (default: COMMAND_BUS_SYNC_THREADS with --sync, "
+        "else --concurrency)",
+    )
+    parser.add_argument(
         "--sync",
         action="store_true",
         help="run through commandbus-sync's SyncWorker (plain-def handlers in a thread pool)",
@@ -131,6 +139,7 @@ async def _run_async(args: argparse.Namespace, registry: HandlerRegistry) -> int
 def _run_sync(args: argparse.Namespace, registry: HandlerRegistry) -> int:
     try:
         from commandbus_sync import SyncRuntime, SyncWorker
+        from commandbus_sync.config import configured_thread_pool_size
     except ImportError:
         raise UsageError(
             '--sync needs the synchronous companion: pip install "commandbus[sync]"'
@@ -142,7 +151,9 @@ def _run_sync(args: argparse.Namespace, registry: HandlerRegistry) -> int:
         pool = runtime.open_pool(
             dsn, min_size=1, max_size=2, kwargs=kwargs, timeout=CONNECT_TIMEOUT * 2
         )
-        worker = _worker(pool, args, registry)
+        # As for any SyncWorker: COMMAND_BUS_SYNC_THREADS (validated) sizes the handler pool.
+        threads = configured_thread_pool_size()
+        worker = _worker(pool, args, registry, threads)
         runtime.run(pool.resize, 1, worker.required_connections() + HEADROOM)
         _log_start(worker, pool.max_size)
         sync_worker = SyncWorker(worker, runtime=runtime)
@@ -152,12 +163,15 @@ def _run_sync(args: argparse.Namespace, registry: HandlerRegistry) -> int:
     return 0
 
 
-def _worker(pool: Any, args: argparse.Namespace, registry: HandlerRegistry) -> Worker:
+def _worker(
+    pool: Any, args: argparse.Namespace, registry: HandlerRegistry, threads: int | None = None
+) -> Worker:
     return Worker(
         pool,
         domain=args.domain,
         registry=registry,
         concurrency=args.concurrency,
+        thread_pool_size=args.threads or threads,
         schema=args.schema,
     )
 
