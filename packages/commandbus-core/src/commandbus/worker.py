@@ -55,6 +55,8 @@ log = logging.getLogger("commandbus.worker")
 
 #: Most outcomes recorded by one statement; larger batches stop paying off.
 _FINISH_BATCH = 200
+#: Outcome statements in flight at once.
+_FINISHERS = 4
 #: Most messages leased by one statement.
 _FETCH_BATCH = 200
 
@@ -192,8 +194,9 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             self._wake.clear()
+            wanted = min(free, _FETCH_BATCH)
             try:
-                leases = await self._dequeue(min(free, _FETCH_BATCH))
+                leases = await self._dequeue(wanted)
             except Exception:
                 log.exception("dequeue failed for domain %r; retrying", self.domain)
                 leases = []
@@ -201,7 +204,7 @@ class Worker:
                 task = asyncio.create_task(self._process(lease))
                 self._in_flight.add(task)
                 task.add_done_callback(self._on_task_done)
-            if len(leases) < free:
+            if len(leases) < wanted:  # the queue is drained: sleep until woken or polled
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
@@ -328,13 +331,25 @@ class Worker:
         await done
 
     async def _complete_loop(self) -> None:
-        while True:
-            await self._pending_ready.wait()
-            self._pending_ready.clear()
-            while self._pending:
-                batch = self._pending[:_FINISH_BATCH]
-                del self._pending[:_FINISH_BATCH]
-                await self._record_batch(batch)
+        """Record pending outcomes in batches, up to ``_FINISHERS`` statements at once:
+        each waits for its commit's WAL flush, and concurrent commits share flushes."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._pending_ready.wait()
+                self._pending_ready.clear()
+                while self._pending:
+                    if len(running) >= _FINISHERS:  # meanwhile the next batch grows
+                        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                        continue
+                    batch = self._pending[:_FINISH_BATCH]
+                    del self._pending[:_FINISH_BATCH]
+                    task = asyncio.create_task(self._record_batch(batch))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        finally:
+            if running:  # never leave a statement behind the worker's back
+                await asyncio.gather(*running, return_exceptions=True)
 
     async def _record_batch(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
         """Record a batch in one statement; if that fails, each outcome on its own, so one

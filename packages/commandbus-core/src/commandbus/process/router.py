@@ -177,15 +177,16 @@ class ProcessReplyRouter:
                 await self._slot_freed.wait()
                 continue
             self._wake.clear()
+            wanted = min(free, _FETCH_BATCH)
             try:
-                replies = await self._queue.read(min(free, _FETCH_BATCH))
+                replies = await self._queue.read(wanted)
             except Exception:
                 log.exception("reading reply queue %r failed; retrying", self.reply_queue)
                 replies = []
             self.stats["received"] += len(replies)
             for reply in sorted(replies, key=lambda r: r.msg_id):
                 self._spawn(reply)
-            if len(replies) < free:
+            if len(replies) < wanted:  # drained: sleep until woken or polled
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
