@@ -151,3 +151,24 @@ async def test_plain_def_handlers_are_bounded_by_the_thread_pool_size(
     finally:
         gate.set()
     assert most == 2
+
+
+async def test_a_full_lease_batch_is_followed_at_once_by_the_next(
+    pool: AsyncConnectionPool, bus: CommandBus, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a dequeue fills its batch (more work may wait), the worker leases again at
+    once instead of sleeping until the next poll (it once idled a poll_interval per batch
+    whenever concurrency exceeded the batch size)."""
+    import commandbus.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_FETCH_BATCH", 2)
+    registry = HandlerRegistry()
+
+    @registry.handler(DOMAIN, "Quick")
+    async def quick(command: Command, ctx: HandlerContext) -> None:
+        return None
+
+    await bus.send_batch([SendRequest(DOMAIN, "Quick", uuid.uuid4(), {}) for _ in range(8)])
+    worker = make_worker(pool, schema, registry, concurrency=6, poll_interval=60)
+    async with running(worker):
+        await wait_for_count(pool, schema, CommandStatus.COMPLETED, 8, timeout=10)
