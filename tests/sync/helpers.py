@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from commandbus import CommandMetadata, CommandStatus
 from commandbus_sync import SyncCommandBus
@@ -45,3 +45,17 @@ def wait_for_status(
     meta = wait_until(probe, timeout=timeout, what=f"{domain}/{command_id} {status}")
     assert meta is not None
     return meta
+
+
+def wait_for_idle_pool(pool: Any, *, timeout: float = 5) -> None:
+    """Every connection back in the pool. Polled: a connection a worker closed (e.g. its
+    listener, cancelled mid-reset) is replaced by the pool asynchronously; one still
+    held after the deadline is a leak."""
+
+    def idle() -> bool:
+        stats = pool.get_stats()
+        return bool(
+            stats["pool_size"] == stats["pool_available"] and stats.get("requests_waiting", 0) == 0
+        )
+
+    wait_until(idle, timeout=timeout, what=f"idle pool (stats {pool.get_stats()})")

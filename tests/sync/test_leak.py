@@ -15,7 +15,7 @@ import psycopg
 
 from commandbus import Command, CommandStatus, HandlerContext, HandlerRegistry, migrate
 from commandbus_sync import SyncCommandBus, SyncRuntime, SyncWorker
-from sync.helpers import wait_for_status
+from sync.helpers import wait_for_idle_pool, wait_for_status
 
 registry = HandlerRegistry()
 
@@ -61,8 +61,7 @@ def test_fifty_cycles_leave_threads_and_connections_at_baseline(
             worker.run(block=False)
             wait_for_status(bus, "leak", command_id, CommandStatus.COMPLETED)
             worker.stop(timeout=5)
-            stats = pool.get_stats()
-            assert stats["pool_size"] == stats["pool_available"]  # all connections returned
+            wait_for_idle_pool(pool)  # all connections returned
     assert threading.active_count() == baseline, threading.enumerate()
     # Backends exit asynchronously after the client disconnects: poll with a deadline.
     deadline = time.monotonic() + 10

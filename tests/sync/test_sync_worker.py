@@ -30,7 +30,7 @@ from commandbus import (
 )
 from commandbus_sync import AsyncContextError, SyncCommandBus, SyncRuntime, SyncWorker, configure
 from commandbus_sync import config as sync_config
-from sync.helpers import wait_for_status, wait_until
+from sync.helpers import wait_for_idle_pool, wait_for_status, wait_until
 
 DOMAIN = "jobs"
 
@@ -153,9 +153,7 @@ def test_stop_leaves_no_thread_task_or_connection(
     worker.stop(timeout=5)
     assert threading.active_count() == threads_before, threading.enumerate()
     assert runtime.run(loop_tasks) == tasks_before
-    stats = sync_pool.get_stats()
-    assert stats["pool_size"] == stats["pool_available"]  # every connection is back
-    assert stats.get("requests_waiting", 0) == 0
+    wait_for_idle_pool(sync_pool)  # every connection is back
 
 
 def test_run_overrides_concurrency_and_thread_pool_size(worker: SyncWorker) -> None:

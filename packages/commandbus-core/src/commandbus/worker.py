@@ -118,6 +118,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._handling = 0  # in-flight commands whose handler has not returned yet
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._pending_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -141,6 +142,7 @@ class Worker:
         self._running = True
         self._stopping = False
         self._stopped.clear()
+        self._handling = 0
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
         self._warn_if_threads_short()
@@ -186,7 +188,12 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         while not self._stopping:
-            free = self.concurrency - len(self._in_flight)
+            # A slot frees when its handler returns: recording the outcome is batched
+            # and must not hold up new work. Up to `concurrency` commands more may wait
+            # for their outcome to commit; beyond that, recording is the bottleneck and
+            # leasing more would only run leases down.
+            recording = len(self._in_flight) - self._handling
+            free = self.concurrency - self._handling - max(0, recording - self.concurrency)
             if free < self._fetch_threshold and self._in_flight:
                 # Wait for room for a worthwhile batch: leasing one message per freed
                 # slot would cost one dequeue statement per command.
@@ -202,6 +209,7 @@ class Worker:
                 leases = []
             for lease in leases:
                 task = asyncio.create_task(self._process(lease))
+                self._handling += 1
                 self._in_flight.add(task)
                 task.add_done_callback(self._on_task_done)
             if len(leases) < wanted:  # the queue is drained: sleep until woken or polled
@@ -235,19 +243,24 @@ class Worker:
 
     async def _process(self, lease: Lease) -> None:
         _current_worker.set(self)  # this task's context, copied into handler threads too
-        if lease.attempt > lease.max_attempts:
-            await self._record(outcome_for_exhausted(lease))
-            return
-        handler = self.registry.get(self.domain, lease.command.command_type)
-        if handler is None:
-            await self._record(outcome_for_missing_handler(lease))
-            return
-        if is_async_handler(handler):
-            outcome = await self._run_async(handler, lease)
-        else:
-            outcome = await self._run_in_thread(handler, lease)
+        try:
+            outcome = await self._handle(lease)
+        finally:
+            self._handling -= 1
+            self._slot_freed.set()
         if outcome is not None:
             await self._record(outcome)
+
+    async def _handle(self, lease: Lease) -> Outcome | None:
+        """Run the command's handler; its outcome, None if recorded already."""
+        if lease.attempt > lease.max_attempts:
+            return outcome_for_exhausted(lease)
+        handler = self.registry.get(self.domain, lease.command.command_type)
+        if handler is None:
+            return outcome_for_missing_handler(lease)
+        if is_async_handler(handler):
+            return await self._run_async(handler, lease)
+        return await self._run_in_thread(handler, lease)
 
     async def _run_async(self, handler: Any, lease: Lease) -> Outcome | None:
         """Run on a pool connection; if the handler used it, record the outcome there too."""
