@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from commandbus import ValidationError
+from commandbus._validation import check_positive_int
 from commandbus_sync.runtime import SyncRuntime, set_default_runtime
 
 __all__ = [
@@ -31,7 +32,11 @@ def configure(*, runtime: SyncRuntime | None = None, thread_pool_size: int | Non
     they were built with.
     """
     global _thread_pool_size
-    size = None if thread_pool_size is None else _positive_int("thread_pool_size", thread_pool_size)
+    size = (
+        None
+        if thread_pool_size is None
+        else check_positive_int("thread_pool_size", thread_pool_size)
+    )
     if runtime is not None:
         if not isinstance(runtime, SyncRuntime):
             raise ValidationError("runtime", f"must be a SyncRuntime, got {type(runtime).__name__}")
@@ -59,10 +64,4 @@ def configured_thread_pool_size() -> int | None:
         value = int(raw.strip())
     except ValueError:
         raise ValidationError(ENV_THREADS, f"must be a positive integer, got {raw!r}") from None
-    return _positive_int(ENV_THREADS, value)
-
-
-def _positive_int(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(field, f"must be a positive integer, got {value!r}")
-    return value
+    return check_positive_int(ENV_THREADS, value)
