@@ -18,12 +18,14 @@ from types import FrameType
 from typing import Protocol
 
 from commandbus import InvalidOperationError
+from commandbus._validation import check_positive_int
 from commandbus.worker import current_worker
 from commandbus_sync._call import TaskHandle
 from commandbus_sync._errors import AsyncContextError
+from commandbus_sync._facade import Facade
 from commandbus_sync.runtime import SyncRuntime, event_loop_running
 
-__all__ = ["Service", "ServiceRunner"]
+__all__ = ["Service", "ServiceFacade", "ServiceRunner"]
 
 log = logging.getLogger("commandbus_sync")
 
@@ -158,6 +160,50 @@ class ServiceRunner:
                 raise
             return
         handle.result()
+
+
+class ServiceFacade(Facade):
+    """Base of SyncWorker and SyncProcessReplyRouter: run/stop/close of the async service
+    ``self._target`` on ``self.runtime``."""
+
+    _target: Service
+    #: Seconds in-flight work gets when Ctrl-C or SIGTERM stops a blocking ``run()``.
+    signal_stop_timeout: float | None = 30
+
+    def _init_runner(self, name: str) -> None:
+        self._runner = ServiceRunner(self.runtime, self._target, name)
+
+    @property
+    def running(self) -> bool:
+        return self._runner.running
+
+    def _start(self, *, block: bool, **overrides: int | None) -> None:
+        """Run the service; ``overrides`` (positive ints, None = keep) are set on it on the
+        loop, once it is known not to be running."""
+        given = {k: check_positive_int(k, v) for k, v in overrides.items() if v is not None}
+        service = self._target
+
+        def configure() -> None:
+            for name, value in given.items():
+                setattr(service, name, value)
+
+        self._runner.run(
+            block=block, configure=configure, signal_stop_timeout=self.signal_stop_timeout
+        )
+
+    def stop(self, timeout: float | None = 30) -> None:
+        """Stop taking work; in-flight work gets ``timeout`` seconds (the rest is delivered
+        again after its lease). Returns once nothing of the service is left running, its
+        handler threads included; called from one of its own handlers, it only asks."""
+        self._runner.stop(timeout)
+
+    def close(self) -> None:
+        """Stop the service if it runs, then close the pool opened from ``conninfo``."""
+        try:
+            if not self.runtime.closed:
+                self.stop()
+        finally:
+            super().close()
 
 
 @contextmanager

@@ -26,10 +26,9 @@ from commandbus import (
     RetryPolicy,
     ValidationError,
 )
-from commandbus._validation import check_positive_int
 from commandbus_sync._facade import Facade, blocking
 from commandbus_sync._outbox import check_connection, execute_send
-from commandbus_sync._service import ServiceRunner
+from commandbus_sync._service import ServiceFacade
 from commandbus_sync.runtime import SyncRuntime, get_default_runtime
 
 __all__ = ["SyncProcessManager", "SyncProcessReplyRouter", "SyncProcessRepository"]
@@ -63,7 +62,7 @@ class SyncProcessManager:
         return process_id
 
 
-class SyncProcessReplyRouter(Facade):
+class SyncProcessReplyRouter(ServiceFacade):
     """Blocking :class:`ProcessReplyRouter`, built from a router or its arguments::
 
         SyncProcessReplyRouter(router, runtime=rt)
@@ -72,6 +71,8 @@ class SyncProcessReplyRouter(Facade):
 
     ``managers`` may be core managers or :class:`SyncProcessManager` wrappers.
     """
+
+    _target: ProcessReplyRouter
 
     def __init__(
         self,
@@ -112,46 +113,17 @@ class SyncProcessReplyRouter(Facade):
             build=_build_router,
             settings=settings,
         )
-        self._runner = ServiceRunner(self.runtime, self._target, "SyncProcessReplyRouter")
-        #: Seconds in-flight work gets when Ctrl-C or SIGTERM stops a blocking :meth:`run`.
-        self.signal_stop_timeout: float | None = 30
+        self._init_runner("SyncProcessReplyRouter")
 
     @property
     def router(self) -> ProcessReplyRouter:
         """The async router every call is delegated to (its ``stats``, ``ready``, ...)."""
         return self._target
 
-    @property
-    def running(self) -> bool:
-        return self._runner.running
-
     def run(self, *, block: bool = True, concurrency: int | None = None) -> None:
         """Start the router on the runtime's loop; ``block`` as in :meth:`SyncWorker.run`
         (Ctrl-C / SIGTERM stop a blocking run gracefully)."""
-        if concurrency is not None:
-            concurrency = check_positive_int("concurrency", concurrency)
-        router = self._target
-
-        def configure() -> None:
-            if concurrency is not None:
-                router.concurrency = concurrency
-
-        self._runner.run(
-            block=block, configure=configure, signal_stop_timeout=self.signal_stop_timeout
-        )
-
-    def stop(self, timeout: float | None = 30) -> None:
-        """Stop taking replies; in-flight ones get ``timeout`` seconds (the rest roll back
-        and are redelivered); returns once nothing of the router is left running."""
-        self._runner.stop(timeout)
-
-    def close(self) -> None:
-        """Stop the router if it runs, then close the pool opened from ``conninfo``."""
-        try:
-            if not self.runtime.closed:
-                self.stop()
-        finally:
-            super().close()
+        self._start(block=block, concurrency=concurrency)
 
 
 class SyncProcessRepository(Facade):

@@ -15,9 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import HandlerRegistry, RetryPolicy, ValidationError, Worker
-from commandbus._validation import check_positive_int
-from commandbus_sync._facade import Facade
-from commandbus_sync._service import ServiceRunner
+from commandbus_sync._service import ServiceFacade
 from commandbus_sync.config import configured_thread_pool_size, default_thread_pool_size
 from commandbus_sync.runtime import SyncRuntime, get_default_runtime
 
@@ -27,7 +25,7 @@ __all__ = ["SyncWorker"]
 _CONCURRENCY: int = inspect.signature(Worker).parameters["concurrency"].default
 
 
-class SyncWorker(Facade):
+class SyncWorker(ServiceFacade):
     """Blocking :class:`Worker`. Build it from a worker, or from the worker's arguments::
 
         SyncWorker(worker, runtime=rt)
@@ -39,6 +37,8 @@ class SyncWorker(Facade):
     the larger of a CPU-based default and ``concurrency``. ``runtime`` defaults to the
     process-wide default runtime.
     """
+
+    _target: Worker
 
     def __init__(
         self,
@@ -81,18 +81,12 @@ class SyncWorker(Facade):
             build=_build_worker,
             settings=settings,
         )
-        self._runner = ServiceRunner(self.runtime, self._target, "SyncWorker")
-        #: Seconds in-flight work gets when Ctrl-C or SIGTERM stops a blocking :meth:`run`.
-        self.signal_stop_timeout: float | None = 30
+        self._init_runner("SyncWorker")
 
     @property
     def worker(self) -> Worker:
         """The async worker every call is delegated to (its ``stats``, ``ready``, ...)."""
         return self._target
-
-    @property
-    def running(self) -> bool:
-        return self._runner.running
 
     def run(
         self,
@@ -108,35 +102,7 @@ class SyncWorker(Facade):
         return as soon as it listens for commands. ``concurrency`` and
         ``thread_pool_size``, when given, replace the worker's settings from this run on.
         """
-        if concurrency is not None:
-            concurrency = check_positive_int("concurrency", concurrency)
-        if thread_pool_size is not None:
-            thread_pool_size = check_positive_int("thread_pool_size", thread_pool_size)
-        worker = self._target
-
-        def configure() -> None:  # on the loop, once the worker is known not to be running
-            if concurrency is not None:
-                worker.concurrency = concurrency
-            if thread_pool_size is not None:
-                worker.thread_pool_size = thread_pool_size
-
-        self._runner.run(
-            block=block, configure=configure, signal_stop_timeout=self.signal_stop_timeout
-        )
-
-    def stop(self, timeout: float | None = 30) -> None:
-        """Stop taking work, let in-flight handlers finish for up to ``timeout`` seconds
-        (the rest are redelivered after their lease), shut the handler threads down and
-        join the worker: nothing of it is left running when this returns."""
-        self._runner.stop(timeout)
-
-    def close(self) -> None:
-        """Stop the worker if it runs, then close the pool opened from ``conninfo``."""
-        try:
-            if not self.runtime.closed:
-                self.stop()
-        finally:
-            super().close()
+        self._start(block=block, concurrency=concurrency, thread_pool_size=thread_pool_size)
 
 
 def _build_worker(pool: AsyncConnectionPool, **settings: Any) -> Worker:
