@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import anyio.to_thread
 from psycopg_pool import AsyncConnectionPool
@@ -24,7 +24,7 @@ from commandbus import ValidationError
 if TYPE_CHECKING:
     from commandbus_sync.runtime import SyncRuntime
 
-__all__ = ["Facade", "as_async_callback", "blocking"]
+__all__ = ["Facade", "SchemaFacade", "as_async_callback", "blocking"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -109,6 +109,41 @@ class Facade:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class SchemaFacade(Facade):
+    """A facade over an async class built as ``cls(pool, *, schema=...)`` (the
+    troubleshooting queue, the process repository): ``Facade(instance, runtime=rt)``,
+    ``Facade(pool=pool, runtime=rt, schema=...)`` or ``Facade(conninfo=...)``."""
+
+    #: The async class wrapped, and the name of the instance argument in errors.
+    target_type: ClassVar[type[Any]]
+    instance_name: ClassVar[str]
+
+    def __init__(
+        self,
+        instance: Any = None,
+        /,
+        *,
+        pool: AsyncConnectionPool | None = None,
+        conninfo: str | None = None,
+        runtime: SyncRuntime | None = None,
+        schema: str | None = None,
+        pool_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        from commandbus_sync.runtime import get_default_runtime
+
+        self.runtime = runtime if runtime is not None else get_default_runtime()
+        self._target = self._bind(
+            self.target_type,
+            instance,
+            name=self.instance_name,
+            pool=pool,
+            conninfo=conninfo,
+            pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),
+            build=self.target_type,
+            settings={"schema": schema},
+        )
 
 
 def blocking(

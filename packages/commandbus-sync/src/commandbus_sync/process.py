@@ -26,7 +26,7 @@ from commandbus import (
     RetryPolicy,
     ValidationError,
 )
-from commandbus_sync._facade import Facade, blocking
+from commandbus_sync._facade import SchemaFacade, blocking
 from commandbus_sync._outbox import check_connection, execute_send
 from commandbus_sync._service import ServiceFacade
 from commandbus_sync.runtime import SyncRuntime, get_default_runtime
@@ -126,31 +126,16 @@ class SyncProcessReplyRouter(ServiceFacade):
         self._start(block=block, concurrency=concurrency)
 
 
-class SyncProcessRepository(Facade):
-    """Blocking :class:`ProcessRepository`, built from a repository or its arguments."""
+class SyncProcessRepository(SchemaFacade):
+    """Blocking :class:`ProcessRepository`, built from a repository or its arguments::
 
-    def __init__(
-        self,
-        repository: ProcessRepository | None = None,
-        /,
-        *,
-        pool: AsyncConnectionPool | None = None,
-        conninfo: str | None = None,
-        runtime: SyncRuntime | None = None,
-        schema: str | None = None,
-        pool_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.runtime = runtime if runtime is not None else get_default_runtime()
-        self._target = self._bind(
-            ProcessRepository,
-            repository,
-            name="repository",
-            pool=pool,
-            conninfo=conninfo,
-            pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),
-            build=ProcessRepository,
-            settings={"schema": schema},
-        )
+    SyncProcessRepository(repository, runtime=rt)
+    SyncProcessRepository(pool=pool, runtime=rt, schema="app")
+    """
+
+    target_type = ProcessRepository
+    instance_name = "repository"
+    _target: ProcessRepository
 
     @property
     def repository(self) -> ProcessRepository:

@@ -6,19 +6,13 @@ and exceptions as the async queue, one thread crossing per call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from psycopg_pool import AsyncConnectionPool
-
 from commandbus import TroubleshootingQueue
-from commandbus_sync._facade import Facade, blocking
-from commandbus_sync.runtime import SyncRuntime, get_default_runtime
+from commandbus_sync._facade import SchemaFacade, blocking
 
 __all__ = ["SyncTroubleshootingQueue"]
 
 
-class SyncTroubleshootingQueue(Facade):
+class SyncTroubleshootingQueue(SchemaFacade):
     """Blocking :class:`TroubleshootingQueue`, built from a queue or its arguments::
 
     SyncTroubleshootingQueue(tsq, runtime=rt)
@@ -26,28 +20,9 @@ class SyncTroubleshootingQueue(Facade):
     SyncTroubleshootingQueue(conninfo="postgresql://...")
     """
 
-    def __init__(
-        self,
-        tsq: TroubleshootingQueue | None = None,
-        /,
-        *,
-        pool: AsyncConnectionPool | None = None,
-        conninfo: str | None = None,
-        runtime: SyncRuntime | None = None,
-        schema: str | None = None,
-        pool_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.runtime = runtime if runtime is not None else get_default_runtime()
-        self._target = self._bind(
-            TroubleshootingQueue,
-            tsq,
-            name="tsq",
-            pool=pool,
-            conninfo=conninfo,
-            pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),
-            build=TroubleshootingQueue,
-            settings={"schema": schema},
-        )
+    target_type = TroubleshootingQueue
+    instance_name = "tsq"
+    _target: TroubleshootingQueue
 
     @property
     def queue(self) -> TroubleshootingQueue:
