@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from psycopg import AsyncClientCursor, AsyncConnection
+from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
@@ -223,12 +223,11 @@ class Worker:
             "lease": self.visibility_timeout,
             "worker": self.name,
         }
-        async with autocommit_connection(self.pool) as conn:
-            # Several statements in one round trip: parameters bound client side.
-            cur = AsyncClientCursor(conn)
-            await cur.execute(_sql.query("dequeue", self.schema), params)
-            while cur.nextset():  # past the SET LOCALs, to the lease's rows
-                pass
+        # One round trip (pipelined), and the dequeue statement stays prepared.
+        async with self.pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(_sql.query("lease_settings", self.schema))
+                cur = await conn.execute(_sql.query("dequeue", self.schema), params)
             rows = await cur.fetchall()
         self.stats["received"] += len(rows)
         return [_lease(self.domain, row) for row in rows]

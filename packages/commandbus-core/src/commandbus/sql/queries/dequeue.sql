@@ -3,16 +3,7 @@
 -- so a message that kills its worker still uses up its attempts.
 -- `= ANY (ARRAY(...))` pins index lookups whatever the statistics say: a join here once
 -- degraded into a scan of every command of the domain.
--- Three statements sent as one simple query (one round trip, one implicit transaction),
--- so the SET LOCALs hold for the lease only:
--- * no bitmap scans: under churn the queue's statistics go stale, and the planner then
---   fetched every visible message and sorted them (O(queue) per lease) instead of
---   walking queue_dequeue_idx in order and stopping after `limit` rows;
--- * the lease commits without waiting for its WAL flush: a lease lost in a server crash
---   only means the message is leased again, which at-least-once delivery allows.
---   Outcomes (finish.sql) stay durable.
-SET LOCAL enable_bitmapscan = off;
-SET LOCAL synchronous_commit = off;
+-- Runs after lease_settings.sql, in the same transaction.
 WITH picked AS (
     SELECT msg_id
     FROM {schema}.queue
