@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
@@ -55,6 +56,8 @@ log = logging.getLogger("commandbus.worker")
 
 #: Most outcomes recorded by one statement; larger batches stop paying off.
 _FINISH_BATCH = 200
+#: Transaction states a handler's connection must not go back to the pool in.
+_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 #: Outcome statements in flight at once.
 _FINISHERS = 4
 #: Most messages leased by one statement.
@@ -262,33 +265,45 @@ class Worker:
         return await self._run_in_thread(handler, lease)
 
     async def _run_async(self, handler: Any, lease: Lease) -> Outcome | None:
-        """Run on a pool connection; if the handler used it, record the outcome there too."""
-        async with self.pool.connection() as conn:
-            ctx = self._context(lease, conn)
+        """Run on a pool connection (``ctx.conn``); if the handler used it, record the
+        outcome there too. Every path below ends the transaction itself, so the
+        connection goes back without ``pool.connection()``'s extra commit step (it costs
+        per command)."""
+        conn = await self.pool.getconn()
+        try:
+            return await self._run_on(conn, handler, lease)
+        finally:
+            if conn.info.transaction_status in _OPEN:  # cancelled mid-handler
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+            await self.pool.putconn(conn)
+
+    async def _run_on(self, conn: AsyncConnection, handler: Any, lease: Lease) -> Outcome | None:
+        ctx = self._context(lease, conn)
+        try:
+            outcome = outcome_for_result(lease, await handler(lease.command, ctx))
+        except Exception as exc:
+            outcome = outcome_for_error(lease, exc, self.retry_policy)
+        status = conn.info.transaction_status
+        if status == TransactionStatus.IDLE:
+            return outcome
+        if status == TransactionStatus.INTRANS and outcome.status == CommandStatus.COMPLETED:
             try:
-                outcome = outcome_for_result(lease, await handler(lease.command, ctx))
+                if await self._finish(conn, [outcome]):
+                    await conn.commit()
+                else:  # lease lost: another attempt owns the command and its writes
+                    await conn.rollback()
+                return None
             except Exception as exc:
                 outcome = outcome_for_error(lease, exc, self.retry_policy)
-            status = conn.info.transaction_status
-            if status == TransactionStatus.IDLE:
-                return outcome
-            if status == TransactionStatus.INTRANS and outcome.status == CommandStatus.COMPLETED:
-                try:
-                    if await self._finish(conn, [outcome]):
-                        await conn.commit()
-                    else:  # lease lost: another attempt owns the command and its writes
-                        await conn.rollback()
-                    return None
-                except Exception as exc:
-                    outcome = outcome_for_error(lease, exc, self.retry_policy)
-            elif status == TransactionStatus.INERROR and outcome.status == CommandStatus.COMPLETED:
-                outcome = outcome_for_error(
-                    lease,
-                    RuntimeError("the handler's transaction on ctx.conn failed"),
-                    self.retry_policy,
-                )
-            await conn.rollback()
-            return outcome
+        elif status == TransactionStatus.INERROR and outcome.status == CommandStatus.COMPLETED:
+            outcome = outcome_for_error(
+                lease,
+                RuntimeError("the handler's transaction on ctx.conn failed"),
+                self.retry_policy,
+            )
+        await conn.rollback()
+        return outcome
 
     async def _run_in_thread(self, handler: Any, lease: Lease) -> Outcome:
         assert self._executor is not None
