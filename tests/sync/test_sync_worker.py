@@ -382,3 +382,61 @@ def test_run_from_a_running_event_loop_is_refused(worker: SyncWorker) -> None:
     with pytest.raises(AsyncContextError, match=r"await Worker\.run"):
         asyncio.run(misuse())
     assert not worker.running
+
+
+TWICE = """
+    import logging, os, time, uuid
+    from commandbus import HandlerRegistry
+    from commandbus_sync import SyncCommandBus, SyncRuntime, SyncWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    registry = HandlerRegistry()
+
+    @registry.handler("jobs", "Stuck")
+    def stuck(command, ctx):
+        print("started", flush=True)
+        while not os.path.exists(os.environ["CB_RELEASE"]):  # outlives the graceful stop
+            time.sleep(0.01)
+
+    schema = os.environ["CB_SCHEMA"]
+    with SyncRuntime() as rt:
+        pool = rt.open_pool(os.environ["CB_URL"], min_size=1, max_size=4)
+        SyncCommandBus(pool=pool, runtime=rt, schema=schema).send("jobs", "Stuck", uuid.uuid4(), {})
+        try:
+            SyncWorker(pool=pool, domain="jobs", registry=registry, runtime=rt, schema=schema,
+                       concurrency=2).run()
+        finally:
+            print("run ended", flush=True)  # the stuck handler thread still holds exit
+"""
+
+
+def test_a_second_sigterm_cancels_the_graceful_stop(
+    sync_pool: AsyncConnectionPool, schema: str, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(TWICE)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "CB_URL": sync_pool.conninfo,
+            "CB_SCHEMA": schema,
+            "CB_RELEASE": str(release),
+        },
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().strip() == "started"
+        proc.send_signal(signal.SIGTERM)
+        while "stopping gracefully" not in (line := proc.stderr.readline()):
+            assert line, "the worker never said it was stopping"
+        proc.send_signal(signal.SIGTERM)  # the handler is still stuck: only a cancel ends it
+        assert proc.stdout.readline().strip() == "run ended"  # without the stuck handler
+        release.touch()  # now let the abandoned handler thread finish
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM

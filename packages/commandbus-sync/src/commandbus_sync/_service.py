@@ -31,8 +31,9 @@ log = logging.getLogger("commandbus_sync")
 
 #: How long a blocking waiter sleeps between checks that its runtime is alive.
 _WAIT_SLICE_S = 0.5
-#: After a second Ctrl-C, how long to wait for the cancelled service to unwind.
-_CANCEL_WAIT_S = 10.0
+#: After a second Ctrl-C or SIGTERM, how long to let the cancelled service unwind (return
+#: its connections); plain-def handlers stuck in their threads are not waited for longer.
+_CANCEL_WAIT_S = 3.0
 #: While starting, how often the caller checks whether start-up failed.
 _START_POLL_S = 0.02
 
@@ -145,20 +146,30 @@ class ServiceRunner:
             ready.cancel()
 
     def _wait(self, handle: TaskHandle[None], stop_timeout: float | None) -> None:
-        """Wait for the task to end; Ctrl-C or SIGTERM stops it gracefully (a second
-        Ctrl-C during that stop cancels it: in-flight work is then redelivered later)."""
-        try:
-            with _sigterm_raises():
+        """Wait for the task to end; Ctrl-C or SIGTERM stops it gracefully. A second one
+        during that stop cancels in-flight work (delivered again after its lease) and
+        ends the run: KeyboardInterrupt, or SystemExit(143) for SIGTERM."""
+        with _sigterm_raises():
+            try:
                 while not handle.wait(_WAIT_SLICE_S):
                     pass
-        except (KeyboardInterrupt, _Terminate):
-            try:
-                self.stop(stop_timeout)
-            except KeyboardInterrupt:
-                handle.cancel()
-                handle.wait(_CANCEL_WAIT_S)
-                raise
-            return
+            except (KeyboardInterrupt, _Terminate):
+                log.info(
+                    "%s: stopping gracefully (in-flight work gets %s s); "
+                    "a second Ctrl-C or SIGTERM cancels it",
+                    self.name,
+                    stop_timeout,
+                )
+                try:
+                    self.stop(stop_timeout)
+                except (KeyboardInterrupt, _Terminate) as again:
+                    handle.cancel()
+                    handle.wait(_CANCEL_WAIT_S)
+                    self._forget(handle)
+                    if isinstance(again, _Terminate):
+                        raise SystemExit(128 + signal.SIGTERM) from None
+                    raise
+                return
         handle.result()
 
 
