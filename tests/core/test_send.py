@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 import anyio
 import pytest
@@ -267,3 +268,23 @@ async def test_the_pools_row_and_cursor_factories_do_not_matter(
         assert [c.command_id for c in await bus.query_commands()] == [command_id]
         (event,) = await bus.get_audit_trail(command_id)
         assert event.details == {"msg_id": result.msg_id}
+
+
+async def test_enum_members_are_stored_as_their_values(bus: CommandBus) -> None:
+    """A (str, Enum) formats as "Domain.ORDERS" on Python 3.11+; the value must be stored."""
+
+    class Domain(str, Enum):  # noqa: UP042 - the case under test, not StrEnum
+        ORDERS = "orders"
+
+    class Kind(str, Enum):  # noqa: UP042
+        SHIP = "Ship"
+
+    class Attempts(int, Enum):
+        FIVE = 5
+
+    command_id = uuid.uuid4()
+    result = await bus.send(Domain.ORDERS, Kind.SHIP, command_id, {}, max_attempts=Attempts.FIVE)
+    assert result.command_id == command_id
+    meta = await bus.get_command("orders", command_id)
+    assert meta is not None
+    assert (meta.domain, meta.command_type, meta.max_attempts) == ("orders", "Ship", 5)

@@ -53,7 +53,7 @@ def check_name(field: str, value: object) -> str:
         raise ValidationError(field, f"must be at most {MAX_NAME_LENGTH} characters")
     if not _NAME.fullmatch(value):
         raise ValidationError(field, f"{value!r} may contain only letters, digits, '_', '.', '-'")
-    return value
+    return str.__str__(value)  # a plain str: a (str, Enum) member would format as "D.X"
 
 
 def check_schema(value: object) -> str:
@@ -115,7 +115,7 @@ def check_max_attempts(value: object, default: int, field: str = "max_attempts")
         return default
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ATTEMPTS:
         raise ValidationError(field, f"must be an integer from 1 to {MAX_ATTEMPTS}, got {value!r}")
-    return value
+    return int(value)  # a plain int, also for an (int, Enum) member
 
 
 def check_datetime(field: str, value: object) -> datetime | None:

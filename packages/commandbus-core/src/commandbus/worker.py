@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from commandbus import _sql
 from commandbus._channels import command_channel
@@ -58,6 +58,10 @@ log = logging.getLogger("commandbus.worker")
 _FINISH_BATCH = 200
 #: Transaction states a handler's connection must not go back to the pool in.
 _OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+#: Errors that say the database is out of reach, not that a row is bad.
+_UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
+#: At shutdown, how long outcome statements in flight may still take.
+_FINISH_GRACE_S = 5.0
 #: Outcome statements in flight at once.
 _FINISHERS = 4
 #: Most messages leased by one statement.
@@ -70,9 +74,9 @@ _current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
 
 
 def current_worker() -> Worker | None:
-    """The worker whose handler is running in this context (async task or handler
-    thread), else None. ``Worker.stop()`` called from a handler uses it to return at once
-    instead of waiting for that very handler."""
+    """The worker whose plain-``def`` handler runs in this thread (and in what it calls
+    through a ``SyncRuntime``), else None: ``stop()`` called from such a handler returns
+    at once instead of waiting for that very handler."""
     return _current_worker.get()
 
 
@@ -122,6 +126,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._handling = 0  # in-flight commands whose handler has not returned yet
+        self._recording_allowance = 0
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._pending_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -148,6 +153,11 @@ class Worker:
         self._handling = 0
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
+        # Free a slot before its outcome is recorded only if the pool has a connection
+        # beyond the handlers' and the listener's: recording then never waits for a
+        # handler to end (a long one would let the finished command's lease expire).
+        has_spare = self.pool.max_size > self.required_connections()
+        self._recording_allowance = self.concurrency if has_spare else 0
         self._warn_if_threads_short()
         self._executor = ThreadPoolExecutor(
             self.thread_pool_size, thread_name_prefix=f"commandbus-{self.domain}"
@@ -183,7 +193,7 @@ class Worker:
         self._stopping = True
         self._wake.set()
         self._slot_freed.set()
-        if current_worker() is self:
+        if current_worker() is self or asyncio.current_task() in self._in_flight:
             return  # called by one of our handlers: waiting for it would wait forever
         await self._stopped.wait()
 
@@ -192,11 +202,12 @@ class Worker:
     async def _fetch_loop(self) -> None:
         while not self._stopping:
             # A slot frees when its handler returns: recording the outcome is batched
-            # and must not hold up new work. Up to `concurrency` commands more may wait
-            # for their outcome to commit; beyond that, recording is the bottleneck and
-            # leasing more would only run leases down.
+            # and must not hold up new work. Up to `_recording_allowance` commands more
+            # may wait for their outcome to commit; beyond that, recording is the
+            # bottleneck and leasing more would only run leases down.
             recording = len(self._in_flight) - self._handling
-            free = self.concurrency - self._handling - max(0, recording - self.concurrency)
+            backlog = max(0, recording - self._recording_allowance)
+            free = self.concurrency - self._handling - backlog
             if free < self._fetch_threshold and self._in_flight:
                 # Wait for room for a worthwhile batch: leasing one message per freed
                 # slot would cost one dequeue statement per command.
@@ -244,7 +255,6 @@ class Worker:
     # -- running handlers ----------------------------------------------------------
 
     async def _process(self, lease: Lease) -> None:
-        _current_worker.set(self)  # this task's context, copied into handler threads too
         try:
             outcome = await self._handle(lease)
         finally:
@@ -273,10 +283,12 @@ class Worker:
         try:
             return await self._run_on(conn, handler, lease)
         finally:
-            if conn.info.transaction_status in _OPEN:  # cancelled mid-handler
-                with contextlib.suppress(psycopg.Error):
-                    await conn.rollback()
-            await self.pool.putconn(conn)
+            try:
+                if conn.info.transaction_status in _OPEN:  # cancelled mid-handler
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.rollback()
+            finally:  # even if cancelled again during the rollback
+                await self.pool.putconn(conn)
 
     async def _run_on(self, conn: AsyncConnection, handler: Any, lease: Lease) -> Outcome | None:
         ctx = self._context(lease, conn)
@@ -308,7 +320,9 @@ class Worker:
     async def _run_in_thread(self, handler: Any, lease: Lease) -> Outcome:
         assert self._executor is not None
         ctx = self._context(lease, None)
-        call = functools.partial(contextvars.copy_context().run, handler, lease.command, ctx)
+        context = contextvars.copy_context()
+        context.run(_current_worker.set, self)  # seen by the handler's thread only
+        call = functools.partial(context.run, handler, lease.command, ctx)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except Exception as exc:
@@ -374,8 +388,11 @@ class Worker:
                     task = asyncio.create_task(self._record_batch(batch))
                     running.add(task)
                     task.add_done_callback(running.discard)
-        finally:
-            if running:  # never leave a statement behind the worker's back
+        finally:  # let statements in flight finish, within bounds, then cancel the rest
+            if running:
+                _, late = await asyncio.wait(running, timeout=_FINISH_GRACE_S)
+                for task in late:
+                    task.cancel()
                 await asyncio.gather(*running, return_exceptions=True)
 
     async def _record_batch(self, batch: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
@@ -385,9 +402,17 @@ class Worker:
             async with autocommit_connection(self.pool) as conn:  # the statement is atomic
                 await self._finish(conn, [o for o, _ in batch])
         except Exception as exc:
-            if len(batch) > 1:
-                for item in batch:
+            waiting = [item for item in batch if not item[1].done()]
+            if len(batch) > 1 and not isinstance(exc, _UNREACHABLE):
+                for item in waiting:  # a bad row: find it, record the others
                     await self._record_batch([item])
+                return
+            if len(batch) > 1:
+                log.error(
+                    "recording %d outcomes failed (%s); their leases will expire", len(batch), exc
+                )
+                for _, done in waiting:
+                    done.set_exception(exc)
                 return
             log.exception(
                 "recording the outcome of %s failed; its lease will expire",

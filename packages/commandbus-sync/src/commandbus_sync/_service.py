@@ -154,13 +154,13 @@ class ServiceRunner:
                 while not handle.wait(_WAIT_SLICE_S):
                     pass
             except (KeyboardInterrupt, _Terminate):
-                log.info(
-                    "%s: stopping gracefully (in-flight work gets %s s); "
-                    "a second Ctrl-C or SIGTERM cancels it",
-                    self.name,
-                    stop_timeout,
-                )
-                try:
+                try:  # a second signal may land anywhere from here on
+                    log.info(
+                        "%s: stopping gracefully (in-flight work gets %s s); "
+                        "a second Ctrl-C or SIGTERM cancels it",
+                        self.name,
+                        stop_timeout,
+                    )
                     self.stop(stop_timeout)
                 except (KeyboardInterrupt, _Terminate) as again:
                     handle.cancel()
