@@ -3,6 +3,11 @@ a fixed time as synchronisation."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -59,3 +64,33 @@ def wait_for_idle_pool(pool: Any, *, timeout: float = 5) -> None:
         )
 
     wait_until(idle, timeout=timeout, what=f"idle pool (stats {pool.get_stats()})")
+
+
+class BlockingRun:
+    """``facade.run()`` (block=True) in a thread, as a worker process's main thread would
+    call it: ``returned`` is set when it returns, ``errors`` holds what it raised."""
+
+    def __init__(self, facade: Any) -> None:
+        self.returned = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._serve, args=(facade,))
+        self.thread.start()
+
+    def _serve(self, facade: Any) -> None:
+        try:
+            facade.run()
+        except BaseException as exc:  # pragma: no cover - asserted by the tests
+            self.errors.append(exc)
+        finally:
+            self.returned.set()
+
+
+def spawn_script(code: str, **env: str) -> subprocess.Popen[str]:
+    """Run ``code`` (dedented) in a fresh interpreter with ``env`` added; pipes as text."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )

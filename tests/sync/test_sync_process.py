@@ -42,7 +42,7 @@ from commandbus_sync import (
     SyncWorker,
 )
 from core._sagas import COMMAND_TYPES, REPLY_QUEUE, SAGA_DOMAIN, OrderSaga, OrderState, Step
-from sync.helpers import wait_for_status, wait_until
+from sync.helpers import BlockingRun, wait_for_status, wait_until
 
 #: What a handler does for (command_type, order_id) besides succeeding: raise, say.
 Script = dict[tuple[str, str], Callable[[Command], None]]
@@ -525,28 +525,16 @@ def test_a_stopped_router_runs_again(
 def test_a_blocking_run_returns_after_stop_from_another_thread(
     router: SyncProcessReplyRouter,
 ) -> None:
-    returned = threading.Event()
-    errors: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            router.run()  # block=True
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            returned.set()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
+    run = BlockingRun(router)
     try:
         wait_until(lambda: router.router.ready.is_set(), what="router ready")
-        assert not returned.is_set()
+        assert not run.returned.is_set()
         router.stop(timeout=5)
-        assert returned.wait(10)
+        assert run.returned.wait(10)
     finally:
         router.stop(timeout=5)
-        thread.join(10)
-    assert errors == []
+        run.thread.join(10)
+    assert run.errors == []
     assert not router.running
 
 

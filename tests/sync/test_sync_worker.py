@@ -4,11 +4,7 @@ runs, graceful stop (also on SIGTERM and Ctrl-C), and nothing left behind."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,7 +26,13 @@ from commandbus import (
 )
 from commandbus_sync import AsyncContextError, SyncCommandBus, SyncRuntime, SyncWorker, configure
 from commandbus_sync import config as sync_config
-from sync.helpers import wait_for_idle_pool, wait_for_status, wait_until
+from sync.helpers import (
+    BlockingRun,
+    spawn_script,
+    wait_for_idle_pool,
+    wait_for_status,
+    wait_until,
+)
 
 DOMAIN = "jobs"
 
@@ -105,28 +107,16 @@ def test_run_without_blocking_returns_once_the_worker_listens(worker: SyncWorker
 def test_a_blocking_run_returns_after_stop_from_another_thread(
     worker: SyncWorker, sync_bus: SyncCommandBus
 ) -> None:
-    returned = threading.Event()
-    errors: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            worker.run()  # block=True
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            returned.set()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
+    run = BlockingRun(worker)
     wait_until(lambda: worker.worker.ready.is_set(), what="worker ready")
     cid = uuid.uuid4()
     sync_bus.send(DOMAIN, "Plain", cid, {})
     wait_for_status(sync_bus, DOMAIN, cid, CommandStatus.COMPLETED)
-    assert not returned.is_set()
+    assert not run.returned.is_set()
     worker.stop(timeout=5)
-    assert returned.wait(10)
-    thread.join(10)
-    assert errors == []
+    assert run.returned.wait(10)
+    run.thread.join(10)
+    assert run.errors == []
 
 
 async def loop_tasks() -> int:
@@ -303,18 +293,7 @@ def test_a_blocking_run_stops_gracefully_on_signals(
 ) -> None:
     """The in-flight handler finishes and its outcome is recorded before run() returns."""
     release = tmp_path / "release"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(SERVE)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={
-            **os.environ,
-            "CB_URL": sync_pool.conninfo,
-            "CB_SCHEMA": schema,
-            "CB_RELEASE": str(release),
-        },
-    )
+    proc = spawn_script(SERVE, CB_URL=sync_pool.conninfo, CB_SCHEMA=schema, CB_RELEASE=str(release))
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "started"
@@ -414,18 +393,7 @@ def test_a_second_sigterm_cancels_the_graceful_stop(
     sync_pool: AsyncConnectionPool, schema: str, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(TWICE)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={
-            **os.environ,
-            "CB_URL": sync_pool.conninfo,
-            "CB_SCHEMA": schema,
-            "CB_RELEASE": str(release),
-        },
-    )
+    proc = spawn_script(TWICE, CB_URL=sync_pool.conninfo, CB_SCHEMA=schema, CB_RELEASE=str(release))
     try:
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.readline().strip() == "started"

@@ -14,15 +14,13 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar, cast
+from typing import Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import anyio.to_thread
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import ValidationError
-
-if TYPE_CHECKING:
-    from commandbus_sync.runtime import SyncRuntime
+from commandbus_sync.runtime import SyncRuntime, get_default_runtime
 
 __all__ = ["Facade", "SchemaFacade", "as_async_callback", "blocking"]
 
@@ -131,8 +129,6 @@ class SchemaFacade(Facade):
         schema: str | None = None,
         pool_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        from commandbus_sync.runtime import get_default_runtime
-
         self.runtime = runtime if runtime is not None else get_default_runtime()
         self._target = self._bind(
             self.target_type,
