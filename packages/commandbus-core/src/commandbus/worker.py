@@ -237,9 +237,12 @@ class Worker:
             "lease": self.visibility_timeout,
             "worker": self.name,
         }
-        # One round trip (pipelined), and the dequeue statement stays prepared.
-        async with self.pool.connection() as conn:
-            async with conn.pipeline(), conn.transaction():
+        # One round trip, and the dequeue statement stays prepared. In autocommit, the
+        # statements of a pipeline up to its one Sync run as a single implicit
+        # transaction: the lease settings hold for the dequeue alone, and a failure rolls
+        # back both. (conn.transaction() here would add a round trip for its own sync.)
+        async with autocommit_connection(self.pool) as conn:
+            async with conn.pipeline():
                 await conn.execute(_sql.query("lease_settings", self.schema))
                 cur = await conn.execute(_sql.query("dequeue", self.schema), params)
             rows = await cur.fetchall()

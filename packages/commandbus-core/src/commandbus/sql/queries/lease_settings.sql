@@ -1,5 +1,5 @@
--- lease_settings: run before dequeue.sql in the same transaction (one round trip, both
--- pipelined). No bitmap scans, for that transaction only: under churn the queue's
+-- lease_settings: run before dequeue.sql in the same transaction (one round trip: both in
+-- one pipeline sync). No bitmap scans, for that transaction only: under churn the queue's
 -- statistics go stale, and the planner then fetched every visible message and sorted
 -- them (O(queue) per lease) instead of walking queue_dequeue_idx in order and stopping
 -- after `limit` rows.

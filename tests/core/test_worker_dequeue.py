@@ -1,0 +1,97 @@
+"""The lease statement: one round trip that commits every lease it takes, or none.
+
+The worker sends its lease settings and the dequeue in one pipeline on an autocommit
+connection; PostgreSQL runs the statements before the pipeline's sync as one implicit
+transaction. These tests pin down what that must mean for users: the leases commit, the
+settings do not leak into the application's pooled connection, and a failure leases
+nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import CommandBus, CommandStatus, HandlerRegistry, migrate
+from core.helpers import DOMAIN, make_worker
+
+
+@pytest.fixture
+async def one_connection_pool(database_url: str, schema: str) -> AsyncConnectionPool:
+    """A pool of exactly one connection, so the test sees the connection the worker used."""
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
+    await pool.open()
+    await migrate(pool, schema=schema)
+    yield pool  # type: ignore[misc]
+    await pool.close()
+
+
+async def _queue_row(database_url: str, schema: str, command_id: uuid.UUID) -> tuple[int, bool]:
+    """(read_ct, visible now) of the command's message, read from another connection."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            sql.SQL("SELECT read_ct, vt <= now() FROM {}.queue WHERE command_id = %s").format(
+                sql.Identifier(schema)
+            ),
+            (command_id,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_a_lease_commits_and_its_settings_stay_out_of_the_pooled_connection(
+    one_connection_pool: AsyncConnectionPool, database_url: str, schema: str
+) -> None:
+    pool = one_connection_pool
+    bus = CommandBus(pool, schema=schema)
+    command_id = uuid.uuid4()
+    await bus.send(DOMAIN, "Noop", command_id, {})
+    worker = make_worker(pool, schema, HandlerRegistry())
+
+    leases = await worker._dequeue(5)
+
+    assert [lease.command.command_id for lease in leases] == [command_id]
+    assert await _queue_row(database_url, schema, command_id) == (1, False)
+    meta = await bus.get_command(DOMAIN, command_id)
+    assert meta is not None and meta.status == CommandStatus.IN_PROGRESS
+    async with pool.connection() as conn:  # the only one: the worker's
+        assert conn.autocommit is False
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        cur = await conn.execute("SHOW enable_bitmapscan")
+        assert await cur.fetchone() == ("on",)
+
+
+async def test_a_failed_dequeue_leases_nothing_and_leaves_the_connection_usable(
+    one_connection_pool: AsyncConnectionPool, database_url: str, schema: str
+) -> None:
+    pool = one_connection_pool
+    bus = CommandBus(pool, schema=schema)
+    command_id = uuid.uuid4()
+    await bus.send(DOMAIN, "Noop", command_id, {})
+    async with pool.connection() as conn:  # the RECEIVED audit insert fails: the lease must too
+        await conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {s}.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN RAISE EXCEPTION 'audit refused'; END$$; "
+                "CREATE TRIGGER refuse BEFORE INSERT ON {s}.audit "
+                "FOR EACH ROW WHEN (NEW.event_type = 'RECEIVED') EXECUTE FUNCTION {s}.refuse()"
+            ).format(s=sql.Identifier(schema))
+        )
+    worker = make_worker(pool, schema, HandlerRegistry())
+
+    with pytest.raises(psycopg.errors.RaiseException, match="audit refused"):
+        await worker._dequeue(5)
+
+    assert await _queue_row(database_url, schema, command_id) == (0, True)
+    meta = await bus.get_command(DOMAIN, command_id)
+    assert meta is not None and meta.status == CommandStatus.PENDING and meta.attempts == 0
+    async with pool.connection() as conn:
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        cur = await conn.execute("SHOW enable_bitmapscan")
+        assert await cur.fetchone() == ("on",)
