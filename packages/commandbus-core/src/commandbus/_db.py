@@ -24,6 +24,7 @@ __all__ = [
     "fetch_all",
     "needs_explicit_savepoint",
     "transaction",
+    "tuple_cursor",
 ]
 
 SAVEPOINT = b"SAVEPOINT commandbus"
@@ -108,10 +109,16 @@ async def fetch(pool: AsyncConnectionPool, query: bytes, params: Any) -> list[tu
         return await fetch_all(conn, query, params)
 
 
+def tuple_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[tuple[Any, ...]]:
+    """The cursor for every statement of ours with parameters: tuple rows and server-side
+    binding, whatever row and cursor factories the application gave its connections
+    (dict rows, or client-side cursors that cannot bind our binary parameters)."""
+    return AsyncCursor(conn, row_factory=tuple_row)
+
+
 async def fetch_all(conn: AsyncConnection, query: bytes, params: Any) -> list[tuple[Any, ...]]:
-    """Execute and return the rows as tuples, whatever the connection's row and cursor
-    factories (applications use dict rows, or client-side cursors that cannot bind the
-    binary parameters our statements use)."""
-    async with AsyncCursor(conn, row_factory=tuple_row) as cur:
+    """Execute on a :func:`tuple_cursor` and return all rows (none for a statement
+    without a result)."""
+    async with tuple_cursor(conn) as cur:
         await cur.execute(query, params)
         return await cur.fetchall() if cur.description is not None else []

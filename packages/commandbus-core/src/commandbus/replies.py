@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
 from commandbus._channels import reply_channel
+from commandbus._db import tuple_cursor
 from commandbus._errors import ValidationError
 from commandbus._validation import check_delay, check_name, check_paging, check_schema
 from commandbus.models import Reply, ReplyOutcome
@@ -77,7 +78,7 @@ class ReplyQueue:
         self, name: str, params: dict[str, Any], conn: AsyncConnection | None
     ) -> list[Sequence[Any]]:
         async with _connection(self.pool, conn) as c:
-            cur = await c.execute(_sql.query(name, self.schema), params)
+            cur = await tuple_cursor(c).execute(_sql.query(name, self.schema), params)
             return list(await cur.fetchall())
 
 

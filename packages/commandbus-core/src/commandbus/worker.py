@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from commandbus import _sql
 from commandbus._channels import command_channel
-from commandbus._db import autocommit_connection
+from commandbus._db import autocommit_connection, tuple_cursor
 from commandbus._errors import ConfigurationError, InvalidOperationError
 from commandbus._listener import listen
 from commandbus._outcomes import (
@@ -243,8 +243,8 @@ class Worker:
         # back both. (conn.transaction() here would add a round trip for its own sync.)
         async with autocommit_connection(self.pool) as conn:
             async with conn.pipeline():
-                await conn.execute(_sql.query("lease_settings", self.schema))
-                cur = await conn.execute(_sql.query("dequeue", self.schema), params)
+                await tuple_cursor(conn).execute(_sql.query("lease_settings", self.schema))
+                cur = await tuple_cursor(conn).execute(_sql.query("dequeue", self.schema), params)
             rows = await cur.fetchall()
         self.stats["received"] += len(rows)
         return [_lease(self.domain, row) for row in rows]
@@ -356,7 +356,7 @@ class Worker:
         # The extension must commit now to be seen by other workers: on the handler's
         # own connection only while it has no transaction open, else on a pool connection.
         async with _borrowed(self.pool, own) as conn:
-            cur = await conn.execute(_sql.query("extend_lease", self.schema), params)
+            cur = await tuple_cursor(conn).execute(_sql.query("extend_lease", self.schema), params)
             row = await cur.fetchone()
             await conn.commit()
             if row is None:
@@ -431,7 +431,7 @@ class Worker:
     async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
         """Record outcomes; returns how many still held their lease (and were recorded)."""
         params = finish_params(outcomes, schema=self.schema, domain=self.domain)
-        cur = await conn.execute(_sql.query("finish", self.schema), params)
+        cur = await tuple_cursor(conn).execute(_sql.query("finish", self.schema), params)
         finished = {row[0] for row in await cur.fetchall()}
         for outcome in outcomes:
             if outcome.lease.command.command_id not in finished:

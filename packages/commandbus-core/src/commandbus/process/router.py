@@ -30,6 +30,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
+from commandbus._db import tuple_cursor
 from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
 from commandbus._listener import listen
 from commandbus._tasks import wait_first
@@ -282,7 +283,7 @@ class ProcessReplyRouter:
             if reply.correlation_id is None:
                 await self._park(conn, reply, "UNKNOWN_PROCESS", "the reply has no correlation_id")
                 return "parked"
-            cur = await conn.execute(
+            cur = await tuple_cursor(conn).execute(
                 _sql.query("process_lock", self.schema), {"process_id": reply.correlation_id}
             )
             row = await cur.fetchone()
@@ -306,10 +307,12 @@ class ProcessReplyRouter:
             reason = ignore_reason(snap, reply)
             if reason is not None:
                 params = {**_reply_params(reply), "process_id": snap.process_id, "note": reason}
-                await conn.execute(_sql.query("process_note_reply", self.schema), params)
+                await tuple_cursor(conn).execute(
+                    _sql.query("process_note_reply", self.schema), params
+                )
                 return "ignored"
             transition = advance(manager, snap, reply)
-            await conn.execute(
+            await tuple_cursor(conn).execute(
                 _sql.query("process_advance", self.schema),
                 _advance_params(snap, reply, transition),
             )
@@ -368,7 +371,7 @@ class ProcessReplyRouter:
             "reason": reason,
             "traceback": tb,
         }
-        await conn.execute(_sql.query("reply_park", self.schema), params)
+        await tuple_cursor(conn).execute(_sql.query("reply_park", self.schema), params)
 
 
 def _reply_params(reply: Reply) -> dict[str, Any]:
