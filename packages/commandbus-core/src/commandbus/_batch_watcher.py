@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
-from commandbus._db import tuple_cursor
+from commandbus._db import fetch_all
 from commandbus.batches import OnBatchComplete, fetch_batches
 from commandbus.models import BatchInfo
 
@@ -118,8 +118,8 @@ class BatchWatcher:
             "completed_at": [i.completed_at for i in infos],
         }
         async with self.pool.connection() as conn:
-            cur = await tuple_cursor(conn).execute(_sql.query("batch_claim", self.schema), params)
-            return {row[0] for row in await cur.fetchall()}
+            rows = await fetch_all(conn, _sql.query("batch_claim", self.schema), params)
+            return {row[0] for row in rows}
 
 
 async def _invoke(callback: OnBatchComplete, info: BatchInfo) -> None:

@@ -20,8 +20,10 @@ __all__ = [
     "ROLLBACK_TO_SAVEPOINT",
     "SAVEPOINT",
     "autocommit_connection",
+    "execute",
     "fetch",
     "fetch_all",
+    "fetch_one",
     "needs_explicit_savepoint",
     "transaction",
     "tuple_cursor",
@@ -122,3 +124,16 @@ async def fetch_all(conn: AsyncConnection, query: bytes, params: Any) -> list[tu
     async with tuple_cursor(conn) as cur:
         await cur.execute(query, params)
         return await cur.fetchall() if cur.description is not None else []
+
+
+async def fetch_one(conn: AsyncConnection, query: bytes, params: Any) -> tuple[Any, ...] | None:
+    """Execute on a :func:`tuple_cursor` and return the first row, or None."""
+    async with tuple_cursor(conn) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchone()
+
+
+async def execute(conn: AsyncConnection, query: bytes, params: Any) -> None:
+    """Execute a statement whose result is not read, on a :func:`tuple_cursor`."""
+    async with tuple_cursor(conn) as cur:
+        await cur.execute(query, params)

@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
-from commandbus._db import tuple_cursor
+from commandbus._db import fetch_all, fetch_one
 from commandbus._errors import BatchNotFoundError, ValidationError
 from commandbus._rows import command_metadata
 from commandbus._send import PreparedSend, prepare_send
@@ -158,8 +158,8 @@ async def fetch_batches(
     """``(info, claimed)`` for each existing batch; ``claimed``: its callback was taken."""
     params = {"batch_ids": list(batch_ids), "domain": domain}
     async with pool.connection() as conn:
-        cur = await tuple_cursor(conn).execute(_sql.query("batch_get", schema), params)
-        return [(_batch_info(row), bool(row[14])) for row in await cur.fetchall()]
+        rows = await fetch_all(conn, _sql.query("batch_get", schema), params)
+        return [(_batch_info(row), bool(row[14])) for row in rows]
 
 
 async def get_batch(
@@ -185,8 +185,8 @@ async def list_batches(
         **check_paging(limit, offset),
     }
     async with pool.connection() as conn:
-        cur = await tuple_cursor(conn).execute(_sql.query("batch_list", schema), params)
-        return [_batch_info(row) for row in await cur.fetchall()]
+        rows = await fetch_all(conn, _sql.query("batch_list", schema), params)
+        return [_batch_info(row) for row in rows]
 
 
 async def list_batch_commands(
@@ -209,12 +209,10 @@ async def list_batch_commands(
         **check_paging(limit, offset),
     }
     async with pool.connection() as conn:
-        cur = await tuple_cursor(conn).execute(_sql.query("batch_commands", schema), params)
-        rows = await cur.fetchall()
-        if not rows:
-            cur = await tuple_cursor(conn).execute(_sql.query("batch_exists", schema), params)
-            if await cur.fetchone() is None:
-                raise BatchNotFoundError(domain, batch_id)
+        rows = await fetch_all(conn, _sql.query("batch_commands", schema), params)
+        exists = _sql.query("batch_exists", schema)
+        if not rows and await fetch_one(conn, exists, params) is None:
+            raise BatchNotFoundError(domain, batch_id)
     return [command_metadata(row) for row in rows]
 
 

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql, batches
 from commandbus._batch_watcher import BatchWatcher
-from commandbus._db import autocommit_connection, fetch, fetch_all, transaction, tuple_cursor
+from commandbus._db import autocommit_connection, execute, fetch, fetch_all, transaction
 from commandbus._errors import BatchNotFoundError
 from commandbus._rows import audit_event, command_metadata
 from commandbus._send import PreparedSend, prepare_send
@@ -134,7 +134,7 @@ class CommandBus:
         if conn is not None or prepared.prelude:
             async with transaction(self.pool, conn) as tx:
                 for query, params in prepared.prelude:
-                    await tuple_cursor(tx).execute(query, params)
+                    await execute(tx, query, params)
                 return prepared.results(await fetch_all(tx, prepared.query, prepared.params))
         # On our own, the statement is the transaction: one round trip, all or nothing.
         async with autocommit_connection(self.pool) as own:

@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
 from commandbus._channels import reply_channel
-from commandbus._db import tuple_cursor
+from commandbus._db import fetch_all
 from commandbus._errors import ValidationError
 from commandbus._validation import check_delay, check_name, check_paging, check_schema
 from commandbus.models import Reply, ReplyOutcome
@@ -76,10 +76,9 @@ class ReplyQueue:
 
     async def _run(
         self, name: str, params: dict[str, Any], conn: AsyncConnection | None
-    ) -> list[Sequence[Any]]:
+    ) -> list[tuple[Any, ...]]:
         async with _connection(self.pool, conn) as c:
-            cur = await tuple_cursor(c).execute(_sql.query(name, self.schema), params)
-            return list(await cur.fetchall())
+            return await fetch_all(c, _sql.query(name, self.schema), params)
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
 from commandbus._channels import command_channel, reply_channel
-from commandbus._db import tuple_cursor
+from commandbus._db import execute, fetch_all, fetch_one
 from commandbus._errors import CommandNotFoundError, InvalidOperationError, ValidationError
 from commandbus._validation import (
     check_name,
@@ -68,7 +68,7 @@ class TroubleshootingQueue:
         params["channel"] = command_channel(self.schema, params["domain"])
         async with self.pool.connection() as conn, conn.transaction():
             await self._lock_parked(conn, params)
-            await tuple_cursor(conn).execute(_sql.query("operator_retry", self.schema), params)
+            await execute(conn, _sql.query("operator_retry", self.schema), params)
 
     async def operator_cancel(
         self, domain: str, command_id: uuid.UUID, *, reason: str, operator: str | None = None
@@ -113,12 +113,11 @@ class TroubleshootingQueue:
         async with self.pool.connection() as conn, conn.transaction():
             reply_to = await self._lock_parked(conn, params)
             params["channel"] = reply_channel(self.schema, reply_to) if reply_to else ""
-            await tuple_cursor(conn).execute(_sql.query("operator_resolve", self.schema), params)
+            await execute(conn, _sql.query("operator_resolve", self.schema), params)
 
     async def _lock_parked(self, conn: AsyncConnection, params: dict[str, Any]) -> str | None:
         """Lock the row; raise unless it is (still) in the troubleshooting queue."""
-        cur = await tuple_cursor(conn).execute(_sql.query("lock_command", self.schema), params)
-        row = await cur.fetchone()
+        row = await fetch_one(conn, _sql.query("lock_command", self.schema), params)
         if row is None:
             raise CommandNotFoundError(params["domain"], params["command_id"])
         if row[0] != _PARKED:
@@ -151,10 +150,9 @@ class TroubleshootingQueue:
         }
         return [_item(row) for row in await self._fetch("list_troubleshooting", params)]
 
-    async def _fetch(self, name: str, params: dict[str, Any]) -> list[Sequence[Any]]:
+    async def _fetch(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self.pool.connection() as conn:
-            cur = await tuple_cursor(conn).execute(_sql.query(name, self.schema), params)
-            return list(await cur.fetchall())
+            return await fetch_all(conn, _sql.query(name, self.schema), params)
 
 
 def _item(row: Sequence[Any]) -> TroubleshootingItem:

@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from commandbus import _sql
 from commandbus._channels import command_channel
-from commandbus._db import autocommit_connection, tuple_cursor
+from commandbus._db import autocommit_connection, fetch_all, fetch_one, tuple_cursor
 from commandbus._errors import ConfigurationError, InvalidOperationError
 from commandbus._listener import listen
 from commandbus._outcomes import (
@@ -356,8 +356,7 @@ class Worker:
         # The extension must commit now to be seen by other workers: on the handler's
         # own connection only while it has no transaction open, else on a pool connection.
         async with _borrowed(self.pool, own) as conn:
-            cur = await tuple_cursor(conn).execute(_sql.query("extend_lease", self.schema), params)
-            row = await cur.fetchone()
+            row = await fetch_one(conn, _sql.query("extend_lease", self.schema), params)
             await conn.commit()
             if row is None:
                 raise InvalidOperationError(
@@ -431,8 +430,8 @@ class Worker:
     async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
         """Record outcomes; returns how many still held their lease (and were recorded)."""
         params = finish_params(outcomes, schema=self.schema, domain=self.domain)
-        cur = await tuple_cursor(conn).execute(_sql.query("finish", self.schema), params)
-        finished = {row[0] for row in await cur.fetchall()}
+        rows = await fetch_all(conn, _sql.query("finish", self.schema), params)
+        finished = {row[0] for row in rows}
         for outcome in outcomes:
             if outcome.lease.command.command_id not in finished:
                 self.stats["lease_lost"] += 1

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
 from commandbus._channels import reply_channel
-from commandbus._db import tuple_cursor
+from commandbus._db import execute, fetch_all, fetch_one
 from commandbus._errors import InvalidOperationError, ValidationError
 from commandbus._validation import check_name, check_paging, check_schema, require_uuid
 from commandbus.models import CommandStatus, ReplyOutcome
@@ -81,16 +81,11 @@ class ProcessRepository:
         """
         params = {"parked_id": _check_parked_id(parked_id)}
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await tuple_cursor(conn).execute(
-                _sql.query("parked_reply_retry", self.schema), params
-            )
-            row = await cur.fetchone()
+            row = await fetch_one(conn, _sql.query("parked_reply_retry", self.schema), params)
             if row is None:
                 raise InvalidOperationError(f"no parked reply {parked_id}")
             channel = reply_channel(self.schema, row[1])
-            await tuple_cursor(conn).execute(
-                _sql.query("notify", self.schema), {"channel": channel}
-            )
+            await execute(conn, _sql.query("notify", self.schema), {"channel": channel})
 
     async def discard_parked_reply(self, parked_id: int) -> None:
         """Drop a parked reply for good."""
@@ -98,10 +93,9 @@ class ProcessRepository:
         if not await self._fetch("parked_reply_discard", params):
             raise InvalidOperationError(f"no parked reply {parked_id}")
 
-    async def _fetch(self, name: str, params: dict[str, Any]) -> builtins.list[Sequence[Any]]:
+    async def _fetch(self, name: str, params: dict[str, Any]) -> builtins.list[tuple[Any, ...]]:
         async with self.pool.connection() as conn:
-            cur = await tuple_cursor(conn).execute(_sql.query(name, self.schema), params)
-            return builtins.list(await cur.fetchall())
+            return await fetch_all(conn, _sql.query(name, self.schema), params)
 
 
 def _check_status(value: object) -> str:

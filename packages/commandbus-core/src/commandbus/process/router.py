@@ -30,7 +30,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
-from commandbus._db import tuple_cursor
+from commandbus._db import execute, fetch_one
 from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
 from commandbus._listener import listen
 from commandbus._tasks import wait_first
@@ -283,10 +283,9 @@ class ProcessReplyRouter:
             if reply.correlation_id is None:
                 await self._park(conn, reply, "UNKNOWN_PROCESS", "the reply has no correlation_id")
                 return "parked"
-            cur = await tuple_cursor(conn).execute(
-                _sql.query("process_lock", self.schema), {"process_id": reply.correlation_id}
+            row = await fetch_one(
+                conn, _sql.query("process_lock", self.schema), {"process_id": reply.correlation_id}
             )
-            row = await cur.fetchone()
             if row is None:
                 await self._park(
                     conn, reply, "UNKNOWN_PROCESS", f"no process {reply.correlation_id}"
@@ -307,12 +306,11 @@ class ProcessReplyRouter:
             reason = ignore_reason(snap, reply)
             if reason is not None:
                 params = {**_reply_params(reply), "process_id": snap.process_id, "note": reason}
-                await tuple_cursor(conn).execute(
-                    _sql.query("process_note_reply", self.schema), params
-                )
+                await execute(conn, _sql.query("process_note_reply", self.schema), params)
                 return "ignored"
             transition = advance(manager, snap, reply)
-            await tuple_cursor(conn).execute(
+            await execute(
+                conn,
                 _sql.query("process_advance", self.schema),
                 _advance_params(snap, reply, transition),
             )
@@ -371,7 +369,7 @@ class ProcessReplyRouter:
             "reason": reason,
             "traceback": tb,
         }
-        await tuple_cursor(conn).execute(_sql.query("reply_park", self.schema), params)
+        await execute(conn, _sql.query("reply_park", self.schema), params)
 
 
 def _reply_params(reply: Reply) -> dict[str, Any]:
