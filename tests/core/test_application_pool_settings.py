@@ -1,10 +1,10 @@
 """Every component works on a pool the application configured for itself.
 
-Applications often open their pool with ``row_factory=dict_row`` or a client-side cursor
-factory; the library shares that pool, so none of its statements may depend on the
-connection's row or cursor factory. The ``pool`` fixture is overridden here: every test
-of this module (worker, troubleshooting queue, replies, batches, sagas) runs on such a
-pool.
+Applications open their pool with ``row_factory=dict_row``, a client-side cursor factory
+or ``prepare_threshold=0``; the library shares that pool, so none of its statements may
+depend on the connection's row or cursor factory, or on when it prepares statements.
+The ``pool`` fixture is overridden here: every test of this module (worker,
+troubleshooting queue, replies, batches, sagas) runs on each such pool.
 """
 
 from __future__ import annotations
@@ -37,13 +37,29 @@ from commandbus import (
 from core._sagas import saga_env
 from core.helpers import DOMAIN, make_worker, running, wait_for_status
 
-APP_POOL_KWARGS = {"row_factory": dict_row, "cursor_factory": AsyncClientCursor}
+# Marked here: the conftest adds the anyio mark after parametrisation, too late for it.
+pytestmark = pytest.mark.anyio
+
+APP_POOL_SETTINGS: dict[str, dict[str, Any]] = {
+    "dict rows, client-side cursors": {
+        "row_factory": dict_row,
+        "cursor_factory": AsyncClientCursor,
+    },
+    "every statement prepared": {"prepare_threshold": 0},
+}
+
+
+@pytest.fixture(params=list(APP_POOL_SETTINGS))
+def pool_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return APP_POOL_SETTINGS[request.param]
 
 
 @pytest.fixture
-async def pool(database_url: str, schema: str) -> AsyncIterator[AsyncConnectionPool]:
+async def pool(
+    pool_settings: dict[str, Any], database_url: str, schema: str
+) -> AsyncIterator[AsyncConnectionPool]:
     async with AsyncConnectionPool(
-        database_url, min_size=2, max_size=20, kwargs=APP_POOL_KWARGS, open=False
+        database_url, min_size=2, max_size=20, kwargs=pool_settings, open=False
     ) as app_pool:
         await migrate(app_pool, schema=schema)
         yield app_pool
@@ -59,7 +75,8 @@ async def test_worker_runs_handlers_and_records_every_outcome(
         await ctx.extend_visibility(30)
         assert ctx.conn is not None
         cur = await ctx.conn.execute("SELECT 41 + 1 AS answer")
-        return {"answer": (await cur.fetchone())["answer"]}  # the app's dict rows
+        row = await cur.fetchone()
+        return {"answer": row["answer"] if isinstance(row, dict) else row[0]}
 
     @registry.handler(DOMAIN, "Plain")
     def plain(command: Command, ctx: HandlerContext) -> dict[str, Any]:

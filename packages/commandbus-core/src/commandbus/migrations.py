@@ -60,13 +60,15 @@ async def _migrate(conn: AsyncConnection, schema: str) -> list[int]:
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"commandbus.migrate:{schema}"]
         )
-        await conn.execute(_sql.render(_PRELUDE, schema))
+        # Scripts of several statements cannot be prepared, whatever the connection's
+        # prepare_threshold (0 would prepare everything).
+        await conn.execute(_sql.render(_PRELUDE, schema), prepare=False)
         versions = _sql.render("SELECT version FROM {schema}.schema_version", schema)
         done = {row[0] for row in await fetch_all(conn, versions, None)}
         for version, name, template in _sql.migration_files():
             if version in done:
                 continue
-            await conn.execute(_sql.render(template, schema))
+            await conn.execute(_sql.render(template, schema), prepare=False)
             await conn.execute(
                 _sql.render(
                     "INSERT INTO {schema}.schema_version (version, name) VALUES (%s, %s)", schema
