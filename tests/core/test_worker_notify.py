@@ -7,9 +7,19 @@ import statistics
 import time
 import uuid
 
+import psycopg
+import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import Command, CommandBus, CommandStatus, HandlerContext, HandlerRegistry
+from commandbus import (
+    Command,
+    CommandBus,
+    CommandStatus,
+    HandlerContext,
+    HandlerRegistry,
+    migrate,
+)
 from core.helpers import DOMAIN, make_worker, running, wait_for_event, wait_for_status
 
 
@@ -76,3 +86,34 @@ async def test_a_delayed_command_is_delivered_when_due(
         await bus.send(DOMAIN, "Later", command_id, {}, delay=0.3)
         await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
     assert started[0] - sent >= 0.25
+
+
+@pytest.mark.anyio  # needed with parametrize: the conftest adds it too late for that
+@pytest.mark.parametrize(
+    "domain",
+    ["billing.eu-west_2", "a-very.long.domain-name." * 5],  # the second needs a hashed channel
+)
+async def test_notify_wakes_the_worker_for_a_mixed_case_schema_and_any_valid_domain(
+    database_url: str, domain: str
+) -> None:
+    schema = f"Mixed_Case_{uuid.uuid4().hex[:8]}"  # quoted identifier: case is kept
+    arrived = asyncio.Event()
+    registry = HandlerRegistry()
+
+    async def ping(command: Command, ctx: HandlerContext) -> None:
+        arrived.set()
+
+    registry.register(domain, "Ping", ping)
+    try:
+        async with AsyncConnectionPool(database_url, min_size=2, max_size=10, open=False) as pool:
+            await migrate(pool, schema=schema)
+            bus = CommandBus(pool, schema=schema)
+            worker = make_worker(pool, schema, registry, domain=domain, poll_interval=30)
+            async with running(worker):
+                sent = time.perf_counter()
+                await bus.send(domain, "Ping", uuid.uuid4(), {})
+                await wait_for_event(arrived, timeout=10, what="the handler (polling is 30s)")
+            assert time.perf_counter() - sent < 5  # woken by the notification, not a poll
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
