@@ -174,3 +174,67 @@ async def test_a_handler_that_lost_its_lease_does_not_commit_its_writes(
     assert meta.result == {"attempt": 2}
     assert await event_types(bus, command_id) == ["SENT", "RECEIVED", "RECEIVED", "COMPLETED"]
     assert await _ledger_rows(pool, ledger) == [(command_id, 2, 9)]
+
+
+async def test_ctx_conn_stays_transactional_on_a_pool_lent_in_autocommit(
+    database_url: str, pool: AsyncConnectionPool, schema: str, ledger: str
+) -> None:
+    """Applications open pools with autocommit=True; the handler's writes must still wait
+    for the outcome: committed with it, rolled back with a failure."""
+    registry = HandlerRegistry()
+
+    @registry.handler(DOMAIN, "Book")
+    async def book(command: Command, ctx: HandlerContext) -> dict[str, Any]:
+        await ctx.conn.execute(
+            f"INSERT INTO {ledger} VALUES (%s, %s, %s)",
+            [command.command_id, ctx.attempt, command.data["amount"]],
+        )
+        if command.data["amount"] < 0:
+            raise BusinessRuleError("NEGATIVE", "no negative bookings")
+        return {"booked": command.data["amount"]}
+
+    async with AsyncConnectionPool(
+        database_url, min_size=2, max_size=10, kwargs={"autocommit": True}, open=False
+    ) as autocommit_pool:
+        bus = CommandBus(autocommit_pool, schema=schema)
+        booked, refused = uuid.uuid4(), uuid.uuid4()
+        await bus.send(DOMAIN, "Book", booked, {"amount": 5})
+        await bus.send(DOMAIN, "Book", refused, {"amount": -1})
+        async with running(make_worker(autocommit_pool, schema, registry)):
+            await wait_for_status(bus, DOMAIN, booked, CommandStatus.COMPLETED)
+            await wait_for_status(bus, DOMAIN, refused, CommandStatus.FAILED)
+        async with autocommit_pool.connection() as conn:  # lent back as it was lent out
+            assert conn.autocommit is True
+
+    assert await _ledger_rows(pool, ledger) == [(booked, 1, 5)]
+
+
+async def test_a_handler_that_commits_ctx_conn_on_its_own_is_warned_about(
+    pool: AsyncConnectionPool,
+    bus: CommandBus,
+    schema: str,
+    ledger: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A top-level ctx.conn.transaction() block commits at its end, before the outcome:
+    the worker cannot undo that, so it says so (once per command type)."""
+    registry = HandlerRegistry()
+
+    @registry.handler(DOMAIN, "Book")
+    async def book(command: Command, ctx: HandlerContext) -> None:
+        async with ctx.conn.transaction():
+            await ctx.conn.execute(
+                f"INSERT INTO {ledger} VALUES (%s, %s, 1)", [command.command_id, ctx.attempt]
+            )
+
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    for command_id in ids:
+        await bus.send(DOMAIN, "Book", command_id, {})
+    with caplog.at_level("WARNING", logger="commandbus.worker"):
+        async with running(make_worker(pool, schema, registry)):
+            for command_id in ids:
+                await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
+
+    warnings = [r.getMessage() for r in caplog.records if "left no transaction open" in r.message]
+    assert len(warnings) == 1, warnings
+    assert f"{DOMAIN}/Book" in warnings[0]

@@ -101,7 +101,10 @@ class HandlerContext:
 
     ``ctx.conn`` (async handlers) is the worker's own connection. If the handler runs
     any statement on it, the command's outcome is recorded in that same transaction:
-    its writes commit atomically with "completed", or roll back with a failure.
+    its writes commit atomically with "completed", or roll back with a failure. Run
+    statements on it directly: the worker ends the transaction. (A ``ctx.conn.transaction()``
+    block opened before any statement is a transaction of its own, committed at the
+    block's end; opened after one, it is a savepoint inside the worker's transaction.)
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class HandlerContext:
         self._extend = extend
         self._loop = loop
         self._conn = conn
+        self._conn_used = False  # read by the worker: did the handler take ctx.conn?
 
     @property
     def is_last_attempt(self) -> bool:
@@ -141,4 +145,5 @@ class HandlerContext:
                 "ctx.conn is only available to async handlers: a plain-def handler runs in "
                 "a thread and cannot use the worker's AsyncConnection (open your own)"
             )
+        self._conn_used = True
         return self._conn

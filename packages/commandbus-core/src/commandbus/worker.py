@@ -127,6 +127,7 @@ class Worker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._handling = 0  # in-flight commands whose handler has not returned yet
         self._recording_allowance = 0
+        self._warned_commits: set[str] = set()
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._pending_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -283,13 +284,18 @@ class Worker:
         connection goes back without ``pool.connection()``'s extra commit step (it costs
         per command)."""
         conn = await self.pool.getconn()
+        lent_in_autocommit = conn.autocommit
         try:
+            if lent_in_autocommit:  # the handler's writes must wait for the outcome's commit
+                await conn.set_autocommit(False)  # no I/O on an idle connection
             return await self._run_on(conn, handler, lease)
         finally:
             try:
                 if conn.info.transaction_status in _OPEN:  # cancelled mid-handler
                     with contextlib.suppress(psycopg.Error):
                         await conn.rollback()
+                if lent_in_autocommit:
+                    await _restore_autocommit(conn)
             finally:  # even if cancelled again during the rollback
                 await self.pool.putconn(conn)
 
@@ -301,6 +307,8 @@ class Worker:
             outcome = outcome_for_error(lease, exc, self.retry_policy)
         status = conn.info.transaction_status
         if status == TransactionStatus.IDLE:
+            if ctx._conn_used:
+                self._warn_committed_on_its_own(lease)
             return outcome
         if status == TransactionStatus.INTRANS and outcome.status == CommandStatus.COMPLETED:
             try:
@@ -319,6 +327,23 @@ class Worker:
             )
         await conn.rollback()
         return outcome
+
+    def _warn_committed_on_its_own(self, lease: Lease) -> None:
+        """A handler that used ctx.conn and left no transaction open committed its writes
+        before the outcome (a top-level ``ctx.conn.transaction()`` block or ``commit()``):
+        they are no longer atomic with it. Said once per command type."""
+        command_type = lease.command.command_type
+        if command_type in self._warned_commits:
+            return
+        self._warned_commits.add(command_type)
+        log.warning(
+            "handler for %s/%s used ctx.conn but left no transaction open: its writes were "
+            "committed before the outcome, not with it. Run statements on ctx.conn directly "
+            "(the worker commits them with the outcome); a ctx.conn.transaction() block "
+            "commits on its own when it is the first thing the handler does",
+            self.domain,
+            command_type,
+        )
 
     async def _run_in_thread(self, handler: Any, lease: Lease) -> Outcome:
         assert self._executor is not None
@@ -533,6 +558,14 @@ async def _borrowed(
     else:
         async with pool.connection() as own:
             yield own
+
+
+async def _restore_autocommit(conn: AsyncConnection) -> None:
+    """Give the pool back the mode it lent; a connection that cannot take it is closed."""
+    try:
+        await conn.set_autocommit(True)
+    except psycopg.Error:
+        await conn.close()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
