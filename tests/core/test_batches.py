@@ -243,6 +243,7 @@ async def test_on_complete_runs_once_with_the_terminal_batch(
 
         async def other_on_complete(info: BatchInfo) -> None:
             other_calls.append(info)
+            fired.set()  # either watcher may claim the batch first
 
         await other.watch_batch(DOMAIN, batch.batch_id, other_on_complete)
         async with running(make_worker(pool, schema, registry)):

@@ -31,6 +31,7 @@ async def listen(
     while True:
         try:
             async with pool.connection() as conn:
+                lent_in_autocommit = conn.autocommit
                 await conn.set_autocommit(True)
                 try:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
@@ -39,22 +40,23 @@ async def listen(
                     async for _ in conn.notifies():
                         wake.set()
                 finally:
-                    await _release(conn)
+                    await _release(conn, lent_in_autocommit)
         except psycopg.Error as exc:
             log.warning("listener on %r lost its connection (%s); retrying", channel, exc)
             wake.set()
             await asyncio.sleep(retry_delay)
 
 
-async def _release(conn: psycopg.AsyncConnection) -> None:
-    """Leave the pooled connection as we found it, or close it so the pool replaces it."""
+async def _release(conn: psycopg.AsyncConnection, autocommit: bool) -> None:
+    """Leave the pooled connection as we found it (not listening, in the autocommit mode
+    it was lent in), or close it so the pool replaces it."""
     try:
-        await asyncio.shield(_reset(conn))
+        await asyncio.shield(_reset(conn, autocommit))
     except (psycopg.Error, asyncio.CancelledError):
         with contextlib.suppress(psycopg.Error):
             await conn.close()
 
 
-async def _reset(conn: psycopg.AsyncConnection) -> None:
+async def _reset(conn: psycopg.AsyncConnection, autocommit: bool) -> None:
     await conn.execute("UNLISTEN *")
-    await conn.set_autocommit(False)
+    await conn.set_autocommit(autocommit)

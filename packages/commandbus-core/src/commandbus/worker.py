@@ -305,6 +305,10 @@ class Worker:
             outcome = outcome_for_result(lease, await handler(lease.command, ctx))
         except Exception as exc:
             outcome = outcome_for_error(lease, exc, self.retry_policy)
+        except (SystemExit, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                raise  # aimed at this task (worker stop): not the handler's failure
+            outcome = outcome_for_error(lease, exc, self.retry_policy)
         status = conn.info.transaction_status
         if status == TransactionStatus.IDLE:
             if ctx._conn_used:
@@ -319,13 +323,20 @@ class Worker:
                 return None
             except Exception as exc:
                 outcome = outcome_for_error(lease, exc, self.retry_policy)
-        elif status == TransactionStatus.INERROR and outcome.status == CommandStatus.COMPLETED:
+        elif outcome.status == CommandStatus.COMPLETED:  # its writes cannot commit
+            lost = status != TransactionStatus.INERROR  # the connection broke
             outcome = outcome_for_error(
                 lease,
-                RuntimeError("the handler's transaction on ctx.conn failed"),
+                RuntimeError(
+                    "the connection of ctx.conn was lost: the handler's writes rolled back"
+                    if lost
+                    else "the handler's transaction on ctx.conn failed"
+                ),
                 self.retry_policy,
             )
-        await conn.rollback()
+        # A broken connection has rolled back already; the outcome is recorded elsewhere.
+        with contextlib.suppress(psycopg.Error):
+            await conn.rollback()
         return outcome
 
     def _warn_committed_on_its_own(self, lease: Lease) -> None:
@@ -353,7 +364,9 @@ class Worker:
         call = functools.partial(context.run, handler, lease.command, ctx)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # Raised in the handler's thread (sys.exit() from argparse, say), they end that
+            # thread's call, not the worker: no signal is ever delivered to it.
             return outcome_for_error(lease, exc, self.retry_policy)
         return outcome_for_result(lease, result)
 
@@ -558,6 +571,13 @@ async def _borrowed(
     else:
         async with pool.connection() as own:
             yield own
+
+
+def _cancelling() -> bool:
+    """Whether the current task is being cancelled (rather than merely seeing a
+    CancelledError from something it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _restore_autocommit(conn: AsyncConnection) -> None:
