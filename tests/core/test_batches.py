@@ -420,3 +420,28 @@ async def test_unknown_batches_and_bad_reads(bus: CommandBus) -> None:
 
 async def _noop_callback(info: BatchInfo) -> None:
     return None
+
+
+async def test_a_batch_whose_commands_were_pruned_is_claimed_once(
+    pool: AsyncConnectionPool, schema: str
+) -> None:
+    """Pruned commands leave no completion time to stamp; the claim must still stick, or
+    every later watcher would run the callbacks again."""
+    calls: list[BatchInfo] = []
+
+    async def on_complete(info: BatchInfo) -> None:
+        calls.append(info)
+
+    async with CommandBus(pool, schema=schema) as bus:
+        batch = await bus.create_batch(DOMAIN, _commands(2))
+        await execute(
+            pool,
+            schema,
+            "DELETE FROM {schema}.commands WHERE batch_id = %s",
+            [batch.batch_id],
+        )
+        for _ in range(2):
+            await bus.watch_batch(DOMAIN, batch.batch_id, on_complete)
+            await _watcher_idle(bus)
+
+    assert len(calls) == 1

@@ -344,3 +344,11 @@ async def _park(
         for command_id in ids:
             await wait_for_status(bus, DOMAIN, command_id, CommandStatus.IN_TROUBLESHOOTING_QUEUE)
     return ids
+
+
+async def test_python_dash_m_commandbus_runs_the_cli() -> None:
+    done = await anyio.run_process(
+        [sys.executable, "-m", "commandbus", "--help"], check=False, env=_env()
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert "migrate" in done.stdout.decode()

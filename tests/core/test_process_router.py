@@ -283,3 +283,14 @@ async def test_a_reply_leased_more_often_than_allowed_is_parked_without_handling
             await env.wait_status(process_id, ProcessStatus.WAITING_FOR_TSQ)
     (parked,) = await env.repo.list_parked_replies()
     assert parked.reason_code == "ATTEMPTS_EXHAUSTED" and parked.read_count == 4
+
+
+async def test_stop_right_after_starting_the_run_task_stops_it(
+    pool: AsyncConnectionPool, schema: str
+) -> None:
+    async with saga_env(pool, schema, worker=False, router=False) as env:
+        router = make_router(env)
+        task = asyncio.create_task(router.run())
+        await router.stop(timeout=1)
+        await asyncio.wait_for(task, 2)  # on timeout, wait_for cancels the task: nothing leaks
+        assert not router.running

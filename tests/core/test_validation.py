@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -12,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import (
     CommandBus,
     CommandBusError,
+    DuplicateCommandError,
     SendRequest,
     ValidationError,
     migrate,
@@ -27,6 +29,13 @@ class Opaque:
 
     def __repr__(self) -> str:
         return "Opaque()"
+
+
+class Nested(list[Any]):
+    """A list whose repr stays short however deep it nests (test ids repr their values)."""
+
+    def __repr__(self) -> str:
+        return "Nested(...)"
 
 
 BAD_NAMES = [
@@ -73,6 +82,8 @@ BAD_SEND_ARGUMENTS: list[tuple[str, Any]] = [
     ("data", {"deep": [{"bytes": b"raw"}]}),
     ("data", {"nul": "a\x00b"}),  # jsonb cannot store U+0000
     ("data", {"key\x00": 1}),
+    ("data", {"path": "abc\udc80"}),  # a lone surrogate (os.fsdecode of bad bytes)
+    ("data", {"deep": functools.reduce(lambda inner, _: Nested([inner]), range(5000), [])}),
     ("delay", -1),
     ("delay", -0.001),
     ("delay", float("nan")),
@@ -173,6 +184,7 @@ BAD_QUERIES: list[tuple[str, Any]] = [
     ("offset", -1),
     ("offset", True),
     ("offset", "0"),
+    ("offset", 2**63),  # beyond bigint
     ("status", "DONE"),
     ("status", "pending"),
     ("status", 3),
@@ -217,3 +229,33 @@ async def test_reads_refuse_bad_keys(bus: CommandBus) -> None:
     with pytest.raises(ValidationError) as caught:
         await bus.get_audit_trail(uuid.uuid4(), domain="")
     assert caught.value.field == "domain"
+
+
+async def test_a_bad_request_in_a_batch_is_named_by_position_and_id(
+    bus: CommandBus, tables: Tables
+) -> None:
+    requests = [SendRequest(**{**VALID, "command_id": uuid.uuid4()}) for _ in range(5)]
+    bad_id = uuid.uuid4()
+    requests[3] = SendRequest(**{**VALID, "command_id": bad_id, "data": {"when": datetime.now()}})
+
+    with pytest.raises(ValidationError) as caught:
+        await bus.send_batch(requests)
+
+    assert caught.value.field == "data"
+    assert "requests[3]" in str(caught.value) and str(bad_id) in str(caught.value)
+    assert await tables.counts() == {"commands": 0, "queue": 0, "audit": 0}
+
+
+async def test_duplicates_across_domains_name_each_id_with_its_domain(bus: CommandBus) -> None:
+    taken = [
+        SendRequest("orders", "Ship", uuid.uuid4(), {}),
+        SendRequest("payments", "Pay", uuid.uuid4(), {}),
+    ]
+    await bus.send_batch(taken)
+
+    with pytest.raises(DuplicateCommandError) as caught:
+        await bus.send_batch([*taken, SendRequest("orders", "Ship", uuid.uuid4(), {})])
+
+    assert caught.value.domains == ["orders", "payments"]
+    assert f"orders/{taken[0].command_id}" in str(caught.value)
+    assert f"payments/{taken[1].command_id}" in str(caught.value)

@@ -6,10 +6,13 @@ default); the worker's ``RetryPolicy`` only says how long to wait between attemp
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import (
@@ -21,6 +24,7 @@ from commandbus import (
     RetryPolicy,
     TransientCommandError,
     TroubleshootingQueue,
+    ValidationError,
 )
 from core.helpers import DOMAIN, event_types, make_worker, queue_messages, running, wait_for_status
 
@@ -177,3 +181,35 @@ def test_retry_policy_delays_repeat_the_last_value_and_jitter_stays_in_bounds() 
     jittered = RetryPolicy(backoff=(100,), jitter=0.1)
     delays = {jittered.delay_after(1) for _ in range(50)}
     assert all(90 <= d <= 110 for d in delays) and len(delays) > 1
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"backoff": (math.inf,)}, "backoff"),  # would fail every retry's recording
+        ({"backoff": (math.nan,)}, "backoff"),
+        ({"backoff": (1e300,)}, "backoff"),
+        ({"backoff": (-1,)}, "backoff"),
+        ({"backoff": ("10",)}, "backoff"),
+        ({"backoff": (True,)}, "backoff"),
+        ({"backoff": 5}, "backoff"),
+        ({"backoff": "10"}, "backoff"),
+        ({"backoff": ()}, "backoff"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": True}, "max_attempts"),
+        ({"max_attempts": None}, "max_attempts"),
+        ({"jitter": 2}, "jitter"),
+        ({"jitter": True}, "jitter"),
+    ],
+    ids=repr,
+)
+def test_retry_policy_refuses_values_it_could_not_apply(
+    options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        RetryPolicy(**options)
+    assert caught.value.field == field
+
+
+def test_retry_policy_takes_timedeltas_as_seconds() -> None:
+    assert RetryPolicy(backoff=(1, timedelta(minutes=1))).backoff == (1.0, 60.0)

@@ -32,17 +32,32 @@ class ValidationError(CommandBusError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
 
 
 class DuplicateCommandError(CommandBusError):
     """A command with this ``(domain, command_id)`` exists already; nothing changed."""
 
-    def __init__(self, domain: str, command_ids: Iterable[uuid.UUID]) -> None:
+    def __init__(
+        self,
+        domain: str,
+        command_ids: Iterable[uuid.UUID],
+        *,
+        domains: Iterable[str] | None = None,
+    ) -> None:
         self.domain = domain
         self.command_ids = list(command_ids)
         self.command_id = self.command_ids[0] if self.command_ids else None
-        ids = ", ".join(str(c) for c in self.command_ids)
-        super().__init__(f"duplicate command id(s) in domain {domain!r}: {ids}")
+        #: The domain of each id in ``command_ids`` (a batch may span domains).
+        self.domains = [domain] * len(self.command_ids) if domains is None else list(domains)
+        if len(set(self.domains)) > 1:
+            keys = ", ".join(
+                f"{d}/{c}" for d, c in zip(self.domains, self.command_ids, strict=True)
+            )
+            super().__init__(f"duplicate command id(s), as domain/id: {keys}")
+        else:
+            ids = ", ".join(str(c) for c in self.command_ids)
+            super().__init__(f"duplicate command id(s) in domain {domain!r}: {ids}")
 
 
 class CommandNotFoundError(CommandBusError):

@@ -81,7 +81,31 @@ def _json_str(value: object) -> str:
 
 
 def _duplicates(keys: Sequence[tuple[str, uuid.UUID]]) -> DuplicateCommandError:
-    return DuplicateCommandError(keys[0][0], [command_id for _, command_id in keys])
+    return DuplicateCommandError(
+        keys[0][0], [command_id for _, command_id in keys], domains=[d for d, _ in keys]
+    )
+
+
+def _request_row(
+    req: SendRequest, default_max_attempts: int
+) -> tuple[tuple[str, uuid.UUID], str, bool]:
+    """One request checked: its key, its element of the JSON array, whether it is due now."""
+    domain = check_name("domain", req.domain)
+    command_id = require_uuid("command_id", req.command_id)
+    delay = check_delay(req.delay)
+    command_type = check_name("command_type", req.command_type)
+    max_attempts = check_max_attempts(req.max_attempts, default_max_attempts)
+    data = dump_json_object("data", req.data)
+    correlation_id = check_uuid("correlation_id", req.correlation_id, optional=True)
+    reply_to = None if req.reply_to is None else check_name("reply_to", req.reply_to)
+    # Names match [A-Za-z0-9_.-]+ and uuids/numbers are plain: nothing to escape.
+    row = (
+        f'{{"domain":"{domain}","command_id":"{command_id}",'
+        f'"command_type":"{command_type}","max_attempts":{max_attempts},"data":{data},'
+        f'"correlation_id":{_json_str(correlation_id)},"reply_to":{_json_str(reply_to)},'
+        f'"delay":{delay!r}}}'
+    )
+    return (domain, command_id), row, delay == 0
 
 
 def prepare_send(
@@ -104,28 +128,20 @@ def prepare_send(
             raise ValidationError(
                 f"requests[{index}]", f"must be a SendRequest, got {type(req).__name__}"
             )
-        domain = check_name("domain", req.domain)
-        command_id = require_uuid("command_id", req.command_id)
-        delay = check_delay(req.delay)
-        key = (domain, command_id)
+        try:
+            key, row, due = _request_row(req, default_max_attempts)
+        except ValidationError as exc:
+            if len(requests) == 1:
+                raise
+            where = f"requests[{index}], command_id {req.command_id!r}"
+            raise ValidationError(exc.field, f"{exc.message} ({where})") from None
         if key in seen:
             duplicates.append(key)
         seen.add(key)
         keys.append(key)
-        command_type = check_name("command_type", req.command_type)
-        max_attempts = check_max_attempts(req.max_attempts, default_max_attempts)
-        data = dump_json_object("data", req.data)
-        correlation_id = check_uuid("correlation_id", req.correlation_id, optional=True)
-        reply_to = None if req.reply_to is None else check_name("reply_to", req.reply_to)
-        # Names match [A-Za-z0-9_.-]+ and uuids/numbers are plain: nothing to escape.
-        rows.append(
-            f'{{"domain":"{domain}","command_id":"{command_id}",'
-            f'"command_type":"{command_type}","max_attempts":{max_attempts},"data":{data},'
-            f'"correlation_id":{_json_str(correlation_id)},"reply_to":{_json_str(reply_to)},'
-            f'"delay":{delay!r}}}'
-        )
-        if delay == 0:
-            due_domains.add(domain)
+        rows.append(row)
+        if due:
+            due_domains.add(key[0])
     if duplicates:
         raise _duplicates(duplicates)
     params: dict[str, Any] = {

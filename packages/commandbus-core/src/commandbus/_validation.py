@@ -33,9 +33,11 @@ __all__ = [
 
 MAX_NAME_LENGTH = 128
 MAX_ATTEMPTS = 2**31 - 1  # the integer column's range
+MAX_OFFSET = 2**63 - 1  # OFFSET is a bigint
 MAX_DELAY = timedelta(days=36_500)  # far enough for any schedule, well inside timestamptz
 # One encoder for every call: json.dumps with options builds a new one each time.
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_JSON_RAW = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 # U+0000 escaped by the encoder (an even number of backslashes before it is text, not escape).
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # Matched with fullmatch: "$" alone would let a trailing newline through.
@@ -79,9 +81,26 @@ def dump_json_object(field: str, value: object) -> str:
         text = _JSON.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise ValidationError(field, "is nested too deeply to serialise") from None
     if "\\u0000" in text and _JSON_NUL.search(text):
         raise ValidationError(field, "contains U+0000 (NUL), which PostgreSQL's jsonb cannot store")
+    if "\\ud" in text and _has_lone_surrogate(value):
+        raise ValidationError(
+            field, "contains a lone surrogate (e.g. from os.fsdecode), which is not Unicode text"
+        )
     return text
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """Whether a string in ``value`` has a surrogate that is not half of a pair (jsonb
+    refuses those; a pair written as two code points is one character to it)."""
+    text = _JSON_RAW.encode(value)  # surrogates left as they are
+    try:
+        text.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def check_json_object(field: str, value: object) -> dict[str, Any]:
@@ -147,8 +166,10 @@ def check_paging(limit: object, offset: object) -> dict[str, int]:
     """``limit`` 1..10000 and ``offset`` >= 0, as query parameters."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
         raise ValidationError("limit", f"must be an integer between 1 and 10000, got {limit!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValidationError("offset", f"must be a non-negative integer, got {offset!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+        raise ValidationError(
+            "offset", f"must be an integer between 0 and {MAX_OFFSET}, got {offset!r}"
+        )
     return {"limit": limit, "offset": offset}
 
 

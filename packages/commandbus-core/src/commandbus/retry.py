@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from commandbus._errors import ValidationError
+from commandbus._validation import check_delay, check_max_attempts
 
 __all__ = ["RetryPolicy"]
 
@@ -25,13 +27,24 @@ class RetryPolicy:
     jitter: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValidationError("max_attempts", "must be an integer >= 1")
-        if not self.backoff or any(b < 0 for b in self.backoff):
-            raise ValidationError("backoff", "must be a non-empty sequence of seconds >= 0")
-        if not 0 <= self.jitter <= 1:
-            raise ValidationError("jitter", "must be between 0 and 1")
-        object.__setattr__(self, "backoff", tuple(float(b) for b in self.backoff))
+        if self.max_attempts is None:
+            raise ValidationError("max_attempts", "must be an integer, got None")
+        check_max_attempts(self.max_attempts, 1)
+        backoff = self.backoff
+        if isinstance(backoff, str | bytes) or not isinstance(backoff, Iterable):
+            raise ValidationError("backoff", f"must be a sequence of seconds, got {backoff!r}")
+        delays = tuple(backoff)
+        if not delays:
+            raise ValidationError("backoff", "must not be empty")
+        for delay in delays:  # each must be storable as a retry delay
+            try:
+                check_delay(delay)
+            except ValidationError as exc:
+                raise ValidationError("backoff", exc.message) from None
+        jitter = self.jitter
+        if not isinstance(jitter, int | float) or isinstance(jitter, bool) or not 0 <= jitter <= 1:
+            raise ValidationError("jitter", f"must be a number between 0 and 1, got {jitter!r}")
+        object.__setattr__(self, "backoff", tuple(check_delay(b) for b in delays))
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""

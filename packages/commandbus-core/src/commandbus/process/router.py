@@ -163,7 +163,9 @@ class ProcessReplyRouter:
         rolls back) and redelivered when their lease expires.
         """
         if not self._running:
-            return
+            await asyncio.sleep(0)  # a run() task created just before us starts first
+            if not self._running:
+                return
         self._stop_timeout = timeout
         self._stopping = True
         self._wake.set()
