@@ -445,3 +445,52 @@ async def test_a_batch_whose_commands_were_pruned_is_claimed_once(
             await _watcher_idle(bus)
 
     assert len(calls) == 1
+
+
+async def test_closing_the_bus_during_a_callback_leaves_other_batches_claimable(
+    pool: AsyncConnectionPool, schema: str
+) -> None:
+    """A graceful shutdown mid-callback must not lose the callbacks of batches that
+    finished at the same time: another watcher (a restarted process) still runs them."""
+    registry = HandlerRegistry()
+
+    async def work(command: Command, ctx: HandlerContext) -> None:
+        return None
+
+    registry.register(DOMAIN, "Work", work)
+    started: list[uuid.UUID] = []
+    first_started = asyncio.Event()
+
+    async def slow(info: BatchInfo) -> None:
+        started.append(info.batch_id)
+        first_started.set()
+        await asyncio.sleep(30)  # still running when the bus closes
+
+    bus = CommandBus(pool, schema=schema)
+    batches = [(await bus.create_batch(DOMAIN, _commands(2))).batch_id for _ in range(2)]
+    async with running(make_worker(pool, schema, registry)):
+        for batch_id in batches:  # both terminal before the watcher looks
+            await wait_until(
+                lambda b=batch_id: _is_terminal(bus, b), what=f"batch {batch_id} to finish"
+            )
+    watcher = bus._watcher()  # both watched before its first poll sees them terminal
+    for batch_id in batches:
+        watcher.watch(batch_id, slow)
+    await asyncio.wait_for(first_started.wait(), 10)
+    await bus.close()
+
+    (interrupted,) = started
+    (not_reached,) = [b for b in batches if b != interrupted]
+    fired = asyncio.Event()
+
+    async def later(info: BatchInfo) -> None:
+        fired.set()
+
+    async with CommandBus(pool, schema=schema) as restarted:
+        await restarted.watch_batch(DOMAIN, not_reached, later)
+        await asyncio.wait_for(fired.wait(), 10)
+
+
+async def _is_terminal(bus: CommandBus, batch_id: uuid.UUID) -> bool:
+    info = await bus.get_batch(DOMAIN, batch_id)
+    return info is not None and info.is_terminal

@@ -3,9 +3,10 @@
 One asyncio task per bus, started on the first watch and ended when nothing is left to
 watch (or by :meth:`BatchWatcher.close`). Every ``interval`` seconds it reads the
 watched batches in one statement; for each that became terminal it *claims* the batch
-(``UPDATE batches SET completed_at ... WHERE completed_at IS NULL``) and runs the
-callbacks only if the claim succeeded. A batch's callbacks therefore run at most once,
-across all processes; exactly once as long as the watching process lives.
+(``UPDATE batches SET completed_at ... WHERE completed_at IS NULL``), one at a time just
+before its callbacks, and runs the callbacks only if the claim succeeded. A batch's
+callbacks therefore run at most once, across all processes; exactly once as long as the
+watching process lives.
 """
 
 from __future__ import annotations
@@ -89,13 +90,16 @@ class BatchWatcher:
         """One round: run the callbacks of every watched batch that became terminal."""
         ids = list(self._watched)
         found = await fetch_batches(self.pool, self.schema, ids)
-        terminal = [info for info, _ in found if info.is_terminal]
-        won = await self._claim(terminal) if terminal else set()
-        for info in terminal:
+        for info in (info for info, _ in found if info.is_terminal):
+            if info.batch_id not in self._watched:
+                continue
+            # Claimed one at a time, just before its callbacks run: a close() during a
+            # callback leaves the batches not reached yet claimable by another watcher.
+            won = await self._claim(info)
             entry = self._watched.pop(info.batch_id, None)
             if entry is None:
                 continue
-            if info.batch_id not in won:
+            if not won:
                 log.info("batch %s: on_complete was claimed elsewhere; not run here", info.batch_id)
                 continue
             for callback in entry.callbacks:
@@ -112,14 +116,11 @@ class BatchWatcher:
                     batch_id,
                 )
 
-    async def _claim(self, infos: list[BatchInfo]) -> set[uuid.UUID]:
-        params = {
-            "batch_ids": [i.batch_id for i in infos],
-            "completed_at": [i.completed_at for i in infos],
-        }
+    async def _claim(self, info: BatchInfo) -> bool:
+        """Whether this watcher claimed the batch (and so runs its callbacks)."""
+        params = {"batch_ids": [info.batch_id], "completed_at": [info.completed_at]}
         async with self.pool.connection() as conn:
-            rows = await fetch_all(conn, _sql.query("batch_claim", self.schema), params)
-            return {row[0] for row in rows}
+            return bool(await fetch_all(conn, _sql.query("batch_claim", self.schema), params))
 
 
 async def _invoke(callback: OnBatchComplete, info: BatchInfo) -> None:

@@ -71,7 +71,8 @@ class CommandBus:
         """Stop the batch watcher, if any; pending ``on_complete`` callbacks are dropped.
 
         The pool is the caller's and stays open. Batches keep their state in the
-        database: ``get_batch`` still tells, and ``watch_batch`` can attach again.
+        database: ``get_batch`` still tells, and ``watch_batch`` can attach again (a
+        callback cancelled while running counts as run: its batch was claimed).
         """
         if self._batch_watcher is not None:
             await self._batch_watcher.close()
