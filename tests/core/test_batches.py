@@ -494,3 +494,23 @@ async def test_closing_the_bus_during_a_callback_leaves_other_batches_claimable(
 async def _is_terminal(bus: CommandBus, batch_id: uuid.UUID) -> bool:
     info = await bus.get_batch(DOMAIN, batch_id)
     return info is not None and info.is_terminal
+
+
+async def test_a_watcher_whose_pool_was_closed_stops_instead_of_retrying_forever(
+    database_url: str, pool: AsyncConnectionPool, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `pool` migrated the schema; the bus gets a pool of its own, closed under it.
+    own_pool = AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False)
+    await own_pool.open()
+    bus = CommandBus(own_pool, schema=schema)
+
+    async def never(info: BatchInfo) -> None:
+        raise AssertionError("the batch never finishes")
+
+    with caplog.at_level("ERROR", logger="commandbus.batches"):
+        await bus.create_batch(DOMAIN, _commands(1), on_complete=never)
+        await own_pool.close()  # without bus.close() first
+        await _watcher_idle(bus)
+
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "pool was closed" in errors[0].getMessage()

@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from commandbus import _sql
 from commandbus._db import fetch_all
@@ -81,6 +81,14 @@ class BatchWatcher:
         while self._watched:
             try:
                 await self.poll()
+            except PoolClosed:  # nothing can be polled any more: retrying would log forever
+                log.error(
+                    "the pool was closed while %d batches were watched; their on_complete "
+                    "callbacks are dropped (close the bus before its pool)",
+                    len(self._watched),
+                )
+                self._watched.clear()
+                return
             except Exception:
                 log.exception("polling %d watched batches failed; retrying", len(self._watched))
             if self._watched:

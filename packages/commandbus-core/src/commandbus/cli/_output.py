@@ -55,7 +55,7 @@ def _text(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.1f}"
     if isinstance(value, dict | list):
-        return json.dumps(value, default=_json_default, separators=(",", ":"))
+        return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
     return " ".join(str(value).split())
 
 
