@@ -209,6 +209,39 @@ async def test_ctx_conn_stays_transactional_on_a_pool_lent_in_autocommit(
     assert await _ledger_rows(pool, ledger) == [(booked, 1, 5)]
 
 
+async def test_a_transaction_block_opened_first_on_ctx_conn_still_commits_with_the_outcome(
+    pool: AsyncConnectionPool, bus: CommandBus, schema: str, ledger: str
+) -> None:
+    """The natural psycopg idiom: on its own, a first ``transaction()`` block would BEGIN
+    and COMMIT before the outcome; lent by the worker, it is a savepoint in its
+    transaction, so the writes commit with COMPLETED or roll back with a failure."""
+    registry = HandlerRegistry()
+
+    @registry.handler(DOMAIN, "Book")
+    async def book(command: Command, ctx: HandlerContext) -> dict[str, Any]:
+        async with ctx.conn.transaction():
+            await ctx.conn.execute(
+                f"INSERT INTO {ledger} VALUES (%s, %s, %s)",
+                [command.command_id, ctx.attempt, command.data["amount"]],
+            )
+        if command.data["amount"] < 0:
+            raise BusinessRuleError("NEGATIVE", "no negative bookings")
+        return {"booked": command.data["amount"]}
+
+    booked, refused = uuid.uuid4(), uuid.uuid4()
+    await bus.send(DOMAIN, "Book", booked, {"amount": 3})
+    await bus.send(DOMAIN, "Book", refused, {"amount": -3})
+    async with running(make_worker(pool, schema, registry)):
+        await wait_for_status(bus, DOMAIN, booked, CommandStatus.COMPLETED)
+        await wait_for_status(bus, DOMAIN, refused, CommandStatus.FAILED)
+
+    # The refused command's block had ended before the handler failed: committed on its
+    # own, its row would be here.
+    assert await _ledger_rows(pool, ledger) == [(booked, 1, 3)]
+    async with pool.connection() as conn:  # the connection went back without the shim
+        assert "transaction" not in vars(conn)
+
+
 async def test_a_handler_that_commits_ctx_conn_on_its_own_is_warned_about(
     pool: AsyncConnectionPool,
     bus: CommandBus,
@@ -216,16 +249,15 @@ async def test_a_handler_that_commits_ctx_conn_on_its_own_is_warned_about(
     ledger: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A top-level ctx.conn.transaction() block commits at its end, before the outcome:
-    the worker cannot undo that, so it says so (once per command type)."""
+    """An explicit commit() cannot be undone: the worker says so (once per command type)."""
     registry = HandlerRegistry()
 
     @registry.handler(DOMAIN, "Book")
     async def book(command: Command, ctx: HandlerContext) -> None:
-        async with ctx.conn.transaction():
-            await ctx.conn.execute(
-                f"INSERT INTO {ledger} VALUES (%s, %s, 1)", [command.command_id, ctx.attempt]
-            )
+        await ctx.conn.execute(
+            f"INSERT INTO {ledger} VALUES (%s, %s, 1)", [command.command_id, ctx.attempt]
+        )
+        await ctx.conn.commit()
 
     ids = [uuid.uuid4(), uuid.uuid4()]
     for command_id in ids:

@@ -102,9 +102,8 @@ class HandlerContext:
     ``ctx.conn`` (async handlers) is the worker's own connection. If the handler runs
     any statement on it, the command's outcome is recorded in that same transaction:
     its writes commit atomically with "completed", or roll back with a failure. Run
-    statements on it directly: the worker ends the transaction. (A ``ctx.conn.transaction()``
-    block opened before any statement is a transaction of its own, committed at the
-    block's end; opened after one, it is a savepoint inside the worker's transaction.)
+    statements on it directly or in ``ctx.conn.transaction()`` blocks (savepoints in the
+    worker's transaction); do not ``commit()`` it: the worker ends the transaction.
     """
 
     def __init__(

@@ -29,6 +29,7 @@ from commandbus import _sql
 from commandbus._channels import command_channel
 from commandbus._db import autocommit_connection, fetch_all, fetch_one, tuple_cursor
 from commandbus._errors import ConfigurationError, InvalidOperationError
+from commandbus._handler_conn import lent_to_handler
 from commandbus._listener import listen
 from commandbus._outcomes import (
     Lease,
@@ -57,7 +58,6 @@ log = logging.getLogger("commandbus.worker")
 #: Most outcomes recorded by one statement; larger batches stop paying off.
 _FINISH_BATCH = 200
 #: Transaction states a handler's connection must not go back to the pool in.
-_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 #: Errors that say the database is out of reach, not that a row is bad.
 _UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
 #: At shutdown, how long outcome statements in flight may still take.
@@ -283,21 +283,8 @@ class Worker:
         outcome there too. Every path below ends the transaction itself, so the
         connection goes back without ``pool.connection()``'s extra commit step (it costs
         per command)."""
-        conn = await self.pool.getconn()
-        lent_in_autocommit = conn.autocommit
-        try:
-            if lent_in_autocommit:  # the handler's writes must wait for the outcome's commit
-                await conn.set_autocommit(False)  # no I/O on an idle connection
+        async with lent_to_handler(self.pool) as conn:
             return await self._run_on(conn, handler, lease)
-        finally:
-            try:
-                if conn.info.transaction_status in _OPEN:  # cancelled mid-handler
-                    with contextlib.suppress(psycopg.Error):
-                        await conn.rollback()
-                if lent_in_autocommit:
-                    await _restore_autocommit(conn)
-            finally:  # even if cancelled again during the rollback
-                await self.pool.putconn(conn)
 
     async def _run_on(self, conn: AsyncConnection, handler: Any, lease: Lease) -> Outcome | None:
         ctx = self._context(lease, conn)
@@ -341,17 +328,16 @@ class Worker:
 
     def _warn_committed_on_its_own(self, lease: Lease) -> None:
         """A handler that used ctx.conn and left no transaction open committed its writes
-        before the outcome (a top-level ``ctx.conn.transaction()`` block or ``commit()``):
-        they are no longer atomic with it. Said once per command type."""
+        before the outcome (``commit()``): they are no longer atomic with it. Said once
+        per command type."""
         command_type = lease.command.command_type
         if command_type in self._warned_commits:
             return
         self._warned_commits.add(command_type)
         log.warning(
             "handler for %s/%s used ctx.conn but left no transaction open: its writes were "
-            "committed before the outcome, not with it. Run statements on ctx.conn directly "
-            "(the worker commits them with the outcome); a ctx.conn.transaction() block "
-            "commits on its own when it is the first thing the handler does",
+            "committed before the outcome, not with it. Do not commit ctx.conn: the worker "
+            "commits the handler's statements with the outcome",
             self.domain,
             command_type,
         )
@@ -578,14 +564,6 @@ def _cancelling() -> bool:
     CancelledError from something it awaited)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-async def _restore_autocommit(conn: AsyncConnection) -> None:
-    """Give the pool back the mode it lent; a connection that cannot take it is closed."""
-    try:
-        await conn.set_autocommit(True)
-    except psycopg.Error:
-        await conn.close()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
