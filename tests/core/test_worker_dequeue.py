@@ -52,11 +52,25 @@ async def test_a_lease_commits_and_its_settings_stay_out_of_the_pooled_connectio
     bus = CommandBus(pool, schema=schema)
     command_id = uuid.uuid4()
     await bus.send(DOMAIN, "Noop", command_id, {})
+    async with pool.connection() as conn:  # what the dequeue statement itself runs under
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE {s}.seen (bitmapscan text); "
+                "CREATE FUNCTION {s}.note() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN INSERT INTO {s}.seen VALUES (current_setting('enable_bitmapscan'));"
+                " RETURN NEW; END$$; "
+                "CREATE TRIGGER note BEFORE INSERT ON {s}.audit "
+                "FOR EACH ROW WHEN (NEW.event_type = 'RECEIVED') EXECUTE FUNCTION {s}.note()"
+            ).format(s=sql.Identifier(schema))
+        )
     worker = make_worker(pool, schema, HandlerRegistry())
 
     leases = await worker._dequeue(5)
 
     assert [lease.command.command_id for lease in leases] == [command_id]
+    async with pool.connection() as conn:  # the settings held inside the dequeue
+        cur = await conn.execute(sql.SQL("SELECT * FROM {}.seen").format(sql.Identifier(schema)))
+        assert await cur.fetchall() == [("off",)]
     assert await _queue_row(database_url, schema, command_id) == (1, False)
     meta = await bus.get_command(DOMAIN, command_id)
     assert meta is not None and meta.status == CommandStatus.IN_PROGRESS

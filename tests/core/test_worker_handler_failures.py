@@ -71,16 +71,30 @@ async def test_a_handler_that_exits_fails_its_attempt_and_the_worker_goes_on(
     assert parked.last_error_type == expected
 
 
-async def test_a_cancelled_task_awaited_by_a_handler_fails_the_attempt_at_once(
-    pool: AsyncConnectionPool, bus: CommandBus, schema: str
-) -> None:
-    registry = HandlerRegistry()
-
-    @registry.handler(DOMAIN, "Call")
-    async def call(command: Command, ctx: HandlerContext) -> None:
+def _cancelled_call(kind: str) -> Any:
+    async def coroutine(command: Command, ctx: HandlerContext) -> None:
         helper = asyncio.create_task(asyncio.sleep(30))
         asyncio.get_running_loop().call_soon(helper.cancel)  # cancelled by "someone else"
         await helper
+
+    def plain(command: Command, ctx: HandlerContext) -> None:
+        async def cancelled() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(30)
+
+        asyncio.run(cancelled())  # raises CancelledError in the handler's thread
+
+    return coroutine if kind == "async" else plain
+
+
+@pytest.mark.parametrize("kind", ["async", "plain def"])
+async def test_a_cancelled_task_awaited_by_a_handler_fails_the_attempt_at_once(
+    pool: AsyncConnectionPool, bus: CommandBus, schema: str, kind: str
+) -> None:
+    registry = HandlerRegistry()
+    registry.register(DOMAIN, "Call", _cancelled_call(kind))
 
     command_id = uuid.uuid4()
     await bus.send(DOMAIN, "Call", command_id, {}, max_attempts=1)
@@ -127,18 +141,29 @@ async def test_a_handler_whose_connection_dies_is_not_completed_and_fails_at_onc
         assert "terminating connection" in parked.last_error_message
 
 
-async def test_a_stopped_worker_gives_its_connections_back_in_autocommit_if_lent_so(
+async def test_a_worker_gives_every_connection_back_in_autocommit_if_lent_so(
     database_url: str, schema: str
 ) -> None:
     """The listener's connection too: an application that relies on autocommit (VACUUM,
     statements outside transactions) must not find the pool changed under it."""
+    registry = HandlerRegistry()
+
+    async def touch(command: Command, ctx: HandlerContext) -> None:
+        await ctx.conn.execute("SELECT 1")
+
+    registry.register(DOMAIN, "Touch", touch)
     async with AsyncConnectionPool(
         database_url, min_size=6, max_size=6, kwargs={"autocommit": True}, open=False
     ) as app_pool:
         await migrate(app_pool, schema=schema)
-        worker = make_worker(app_pool, schema, HandlerRegistry(), concurrency=2)
-        async with running(worker):
-            pass
+        bus = CommandBus(app_pool, schema=schema)
+        ids = [uuid.uuid4() for _ in range(8)]
+        for command_id in ids:
+            await bus.send(DOMAIN, "Touch", command_id, {})
+        worker = make_worker(app_pool, schema, registry, concurrency=2)
+        async with running(worker):  # handlers borrow, and the listener holds, connections
+            for command_id in ids:
+                await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
         connections = [await app_pool.getconn() for _ in range(6)]
         try:
             assert [c.autocommit for c in connections] == [True] * 6

@@ -10,6 +10,8 @@ import math
 import time
 import uuid
 from datetime import timedelta
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -195,6 +197,8 @@ def test_retry_policy_delays_repeat_the_last_value_and_jitter_stays_in_bounds() 
         ({"backoff": 5}, "backoff"),
         ({"backoff": "10"}, "backoff"),
         ({"backoff": ()}, "backoff"),
+        ({"backoff": (None, 5)}, "backoff"),  # not "no delay"
+        ({"backoff": (timedelta(days=-1),)}, "backoff"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"max_attempts": True}, "max_attempts"),
         ({"max_attempts": None}, "max_attempts"),
@@ -211,5 +215,7 @@ def test_retry_policy_refuses_values_it_could_not_apply(
     assert caught.value.field == field
 
 
-def test_retry_policy_takes_timedeltas_as_seconds() -> None:
-    assert RetryPolicy(backoff=(1, timedelta(minutes=1))).backoff == (1.0, 60.0)
+def test_retry_policy_takes_any_real_number_or_timedelta_as_seconds() -> None:
+    policy = RetryPolicy(backoff=(1, timedelta(minutes=1), Decimal("1.5"), Fraction(1, 2)))
+    assert policy.backoff == (1.0, 60.0, 1.5, 0.5)
+    assert 9 <= RetryPolicy(backoff=(10,), jitter=Decimal("0.1")).delay_after(1) <= 11

@@ -37,7 +37,8 @@ MAX_OFFSET = 2**63 - 1  # OFFSET is a bigint
 MAX_DELAY = timedelta(days=36_500)  # far enough for any schedule, well inside timestamptz
 # One encoder for every call: json.dumps with options builds a new one each time.
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-_JSON_RAW = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+# Any escaped surrogate at all (Hangul and other text below U+D800 does not match).
+_SURROGATE_HINT = re.compile(r"\\ud[89a-f]")
 # U+0000 escaped by the encoder (an even number of backslashes before it is text, not escape).
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # Matched with fullmatch: "$" alone would let a trailing newline through.
@@ -85,21 +86,31 @@ def dump_json_object(field: str, value: object) -> str:
         raise ValidationError(field, "is nested too deeply to serialise") from None
     if "\\u0000" in text and _JSON_NUL.search(text):
         raise ValidationError(field, "contains U+0000 (NUL), which PostgreSQL's jsonb cannot store")
-    if "\\ud" in text and _has_lone_surrogate(value):
+    if _SURROGATE_HINT.search(text) and _has_lone_surrogate(text):
         raise ValidationError(
             field, "contains a lone surrogate (e.g. from os.fsdecode), which is not Unicode text"
         )
     return text
 
 
-def _has_lone_surrogate(value: object) -> bool:
-    """Whether a string in ``value`` has a surrogate that is not half of a pair (jsonb
-    refuses those; a pair written as two code points is one character to it)."""
-    text = _JSON_RAW.encode(value)  # surrogates left as they are
-    try:
-        text.encode("utf-16", "surrogatepass").decode("utf-16")
-    except UnicodeDecodeError:
-        return True
+def _has_lone_surrogate(text: str) -> bool:
+    """Whether the encoded ``text`` escapes a surrogate that is not half of a pair (jsonb
+    refuses those; an escaped pair is one character to it). Visits only ``\\ud`` spots."""
+    at = text.find("\\ud")
+    while at != -1:
+        start = at
+        while start and text[start - 1] == "\\":
+            start -= 1
+        if (at - start) % 2 == 0:  # an escape, not an escaped backslash followed by "ud"
+            kind = text[at + 3]
+            if kind in "89ab":  # high: the low half must follow at once
+                if text.startswith("\\ud", at + 6) and text[at + 9] in "cdef":
+                    at = text.find("\\ud", at + 12)
+                    continue
+                return True
+            if kind in "cdef":  # low, with no high before it
+                return True
+        at = text.find("\\ud", at + 3)
     return False
 
 

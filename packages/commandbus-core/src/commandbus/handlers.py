@@ -122,7 +122,6 @@ class HandlerContext:
         self._extend = extend
         self._loop = loop
         self._conn = conn
-        self._conn_used = False  # read by the worker: did the handler take ctx.conn?
 
     @property
     def is_last_attempt(self) -> bool:
@@ -144,5 +143,4 @@ class HandlerContext:
                 "ctx.conn is only available to async handlers: a plain-def handler runs in "
                 "a thread and cannot use the worker's AsyncConnection (open your own)"
             )
-        self._conn_used = True
         return self._conn

@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from numbers import Real
 
 from commandbus._errors import ValidationError
 from commandbus._validation import check_delay, check_max_attempts
@@ -33,18 +36,13 @@ class RetryPolicy:
         backoff = self.backoff
         if isinstance(backoff, str | bytes) or not isinstance(backoff, Iterable):
             raise ValidationError("backoff", f"must be a sequence of seconds, got {backoff!r}")
-        delays = tuple(backoff)
-        if not delays:
+        if not (delays := tuple(backoff)):
             raise ValidationError("backoff", "must not be empty")
-        for delay in delays:  # each must be storable as a retry delay
-            try:
-                check_delay(delay)
-            except ValidationError as exc:
-                raise ValidationError("backoff", exc.message) from None
+        object.__setattr__(self, "backoff", tuple(_seconds(delay) for delay in delays))
         jitter = self.jitter
-        if not isinstance(jitter, int | float) or isinstance(jitter, bool) or not 0 <= jitter <= 1:
+        if not _is_real(jitter) or not 0 <= float(jitter) <= 1:
             raise ValidationError("jitter", f"must be a number between 0 and 1, got {jitter!r}")
-        object.__setattr__(self, "backoff", tuple(check_delay(b) for b in delays))
+        object.__setattr__(self, "jitter", float(jitter))
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -55,3 +53,20 @@ class RetryPolicy:
 
     def should_retry(self, attempt: int, max_attempts: int | None = None) -> bool:
         return attempt < (self.max_attempts if max_attempts is None else max_attempts)
+
+
+def _is_real(value: object) -> bool:
+    """Any real number (Decimal, Fraction, numpy scalars too), but not a bool."""
+    return isinstance(value, Real | Decimal) and not isinstance(value, bool)
+
+
+def _seconds(delay: object) -> float:
+    """One backoff step, in seconds, as storable as a send's ``delay``."""
+    if not isinstance(delay, timedelta) and not _is_real(delay):
+        raise ValidationError(
+            "backoff", f"must hold seconds or timedeltas, got {type(delay).__name__}"
+        )
+    try:
+        return check_delay(delay if isinstance(delay, timedelta) else float(delay))  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ValidationError("backoff", exc.message) from None

@@ -29,7 +29,7 @@ from commandbus import _sql
 from commandbus._channels import command_channel
 from commandbus._db import autocommit_connection, fetch_all, fetch_one, tuple_cursor
 from commandbus._errors import ConfigurationError, InvalidOperationError
-from commandbus._handler_conn import lent_to_handler
+from commandbus._handler_conn import LentConnection, lent_to_handler
 from commandbus._listener import listen
 from commandbus._outcomes import (
     Lease,
@@ -283,10 +283,11 @@ class Worker:
         outcome there too. Every path below ends the transaction itself, so the
         connection goes back without ``pool.connection()``'s extra commit step (it costs
         per command)."""
-        async with lent_to_handler(self.pool) as conn:
-            return await self._run_on(conn, handler, lease)
+        async with lent_to_handler(self.pool) as lent:
+            return await self._run_on(lent, handler, lease)
 
-    async def _run_on(self, conn: AsyncConnection, handler: Any, lease: Lease) -> Outcome | None:
+    async def _run_on(self, lent: LentConnection, handler: Any, lease: Lease) -> Outcome | None:
+        conn = lent.conn
         ctx = self._context(lease, conn)
         try:
             outcome = outcome_for_result(lease, await handler(lease.command, ctx))
@@ -298,7 +299,7 @@ class Worker:
             outcome = outcome_for_error(lease, exc, self.retry_policy)
         status = conn.info.transaction_status
         if status == TransactionStatus.IDLE:
-            if ctx._conn_used:
+            if lent.handler_committed:
                 self._warn_committed_on_its_own(lease)
             return outcome
         if status == TransactionStatus.INTRANS and outcome.status == CommandStatus.COMPLETED:
@@ -350,9 +351,12 @@ class Worker:
         call = functools.partial(context.run, handler, lease.command, ctx)
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            # Raised in the handler's thread (sys.exit() from argparse, say), they end that
-            # thread's call, not the worker: no signal is ever delivered to it.
+        except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
+            # Raised in the handler's thread (sys.exit() from argparse, a cancelled
+            # asyncio.run() inside it), they end that thread's call, not the worker: no
+            # signal is ever delivered to it. Only our own task's cancellation propagates.
+            if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                raise
             return outcome_for_error(lease, exc, self.retry_policy)
         return outcome_for_result(lease, result)
 
@@ -381,7 +385,7 @@ class Worker:
         # own connection only while it has no transaction open, else on a pool connection.
         async with _borrowed(self.pool, own) as conn:
             row = await fetch_one(conn, _sql.query("extend_lease", self.schema), params)
-            await conn.commit()
+            await AsyncConnection.commit(conn)  # not the lent conn's: that notes handler commits
             if row is None:
                 raise InvalidOperationError(
                     f"lease on command {lease.command.command_id} was lost: it expired and "
