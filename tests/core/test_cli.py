@@ -352,3 +352,9 @@ async def test_python_dash_m_commandbus_runs_the_cli() -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     assert "migrate" in done.stdout.decode()
+
+
+async def test_worker_help_is_plain_text() -> None:
+    result = await run_cli("worker", "--help")
+    assert result.status == 0, result.stderr
+    assert "--stop-timeout" in result.stdout and "``" not in result.stdout

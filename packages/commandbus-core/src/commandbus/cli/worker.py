@@ -36,7 +36,7 @@ def add_parser(commands: Any, common: Parser) -> None:
         "worker",
         parents=[common],
         help="run the handlers of one domain",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),  # the help text is plain, not rST
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
