@@ -8,6 +8,7 @@ parked with a clear reason instead of looping.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -294,3 +295,25 @@ async def test_stop_right_after_starting_the_run_task_stops_it(
         await router.stop(timeout=1)
         await asyncio.wait_for(task, 2)  # on timeout, wait_for cancels the task: nothing leaks
         assert not router.running
+
+
+async def test_stop_returns_while_a_read_waits_for_an_unreachable_server(
+    database_url: str, pool: AsyncConnectionPool, schema: str
+) -> None:
+    """As for the worker: the pool's only connection is held elsewhere, as when the
+    server is down; stop() must not wait for the pool's 30 s timeout."""
+    starved = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
+    await starved.open()
+    try:
+        held = await starved.getconn()
+        async with saga_env(starved, schema, worker=False, router=False) as env:
+            router = make_router(env, concurrency=1, use_notify=False)
+            task = asyncio.create_task(router.run())
+            await asyncio.wait_for(router.ready.wait(), 5)
+            started = time.monotonic()
+            await asyncio.wait_for(router.stop(timeout=1), 10)
+            await asyncio.wait_for(task, 5)
+            assert time.monotonic() - started < 5
+        await starved.putconn(held)
+    finally:
+        await starved.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -306,3 +307,25 @@ def test_invalid_worker_settings_are_rejected(options: dict[str, Any]) -> None:
     settings: dict[str, Any] = {"domain": DOMAIN, "registry": HandlerRegistry(), **options}
     with pytest.raises(ValidationError):
         Worker(object(), **settings)  # type: ignore[arg-type]
+
+
+async def test_stop_returns_while_a_dequeue_waits_for_an_unreachable_server(
+    database_url: str, pool: AsyncConnectionPool, schema: str
+) -> None:
+    """A server that is down leaves the dequeue waiting for a pool connection (the pool's
+    timeout, 30 s by default); stop() must not wait that long. Here the pool's only
+    connection is held elsewhere, which looks the same to the worker."""
+    starved = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
+    await starved.open()
+    try:
+        held = await starved.getconn()  # the dequeue cannot get a connection
+        worker = make_worker(starved, schema, HandlerRegistry(), concurrency=1, use_notify=False)
+        task = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.ready.wait(), 5)
+        started = time.monotonic()
+        await asyncio.wait_for(worker.stop(timeout=1), 10)
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - started < 5
+        await starved.putconn(held)
+    finally:
+        await starved.close()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-__all__ = ["wait_first"]
+__all__ = ["unless_stopped", "wait_first"]
+
+T = TypeVar("T")
 
 
 async def wait_first(awaitable: Any, watched: asyncio.Task[None]) -> None:
@@ -17,3 +21,29 @@ async def wait_first(awaitable: Any, watched: asyncio.Task[None]) -> None:
         waiter.cancel()
     if waiter not in done:
         watched.result()
+
+
+async def unless_stopped(fetch: Awaitable[list[T]], stop: asyncio.Event, grace: float) -> list[T]:
+    """Await ``fetch``; once ``stop`` is set, give it at most ``grace`` seconds more.
+
+    A fetch waiting on an unreachable server (a pool connection, a lost socket) must not
+    hold up a shutdown for the pool's timeout. One cut short returns nothing: whatever it
+    may have leased is delivered again when the lease expires.
+    """
+    task = asyncio.ensure_future(fetch)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=grace)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return []
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        stopping.cancel()

@@ -40,7 +40,7 @@ from commandbus._outcomes import (
     outcome_for_missing_handler,
     outcome_for_result,
 )
-from commandbus._tasks import wait_first
+from commandbus._tasks import unless_stopped, wait_first
 from commandbus._validation import (
     check_name,
     check_positive_int,
@@ -62,6 +62,9 @@ _FINISH_BATCH = 200
 _UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
 #: At shutdown, how long outcome statements in flight may still take.
 _FINISH_GRACE_S = 5.0
+# After stop(), how long a dequeue in progress may still take (a server that is down
+# would otherwise hold the shutdown for the pool's connection timeout).
+_FETCH_STOP_GRACE_S = 1.0
 #: Outcome statements in flight at once.
 _FINISHERS = 4
 #: Most messages leased by one statement.
@@ -122,6 +125,7 @@ class Worker:
         self._stopping = False
         self._stop_timeout: float | None = None
         self._stopped = asyncio.Event()
+        self._stop_requested = asyncio.Event()  # cuts short a dequeue stuck on the server
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -150,6 +154,7 @@ class Worker:
         self._check_pool()
         self._running = True
         self._stopping = False
+        self._stop_requested.clear()
         self._stopped.clear()
         self._handling = 0
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
@@ -192,6 +197,7 @@ class Worker:
                 return
         self._stop_timeout = timeout
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         self._slot_freed.set()
         if current_worker() is self or asyncio.current_task() in self._in_flight:
@@ -218,7 +224,9 @@ class Worker:
             self._wake.clear()
             wanted = min(free, _FETCH_BATCH)
             try:
-                leases = await self._dequeue(wanted)
+                leases = await unless_stopped(
+                    self._dequeue(wanted), self._stop_requested, _FETCH_STOP_GRACE_S
+                )
             except Exception:
                 log.exception("dequeue failed for domain %r; retrying", self.domain)
                 leases = []

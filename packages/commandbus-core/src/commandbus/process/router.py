@@ -33,7 +33,7 @@ from commandbus import _sql
 from commandbus._db import execute, fetch_one
 from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
 from commandbus._listener import listen
-from commandbus._tasks import wait_first
+from commandbus._tasks import unless_stopped, wait_first
 from commandbus._validation import (
     check_name,
     check_positive_int,
@@ -51,6 +51,7 @@ __all__ = ["ProcessReplyRouter"]
 log = logging.getLogger("commandbus.process")
 
 _FETCH_BATCH = 100
+_FETCH_STOP_GRACE_S = 1.0  # after stop(), how long a read in progress may still take
 
 
 class ProcessReplyRouter:
@@ -90,6 +91,7 @@ class ProcessReplyRouter:
         self._stopping = False
         self._stop_timeout: float | None = None
         self._stopped = asyncio.Event()
+        self._stop_requested = asyncio.Event()  # cuts short a read stuck on the server
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -139,6 +141,7 @@ class ProcessReplyRouter:
         self._check_pool()
         self._running = True
         self._stopping = False
+        self._stop_requested.clear()
         self._stopped.clear()
         background: list[asyncio.Task[None]] = []
         try:
@@ -168,6 +171,7 @@ class ProcessReplyRouter:
                 return
         self._stop_timeout = timeout
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         self._slot_freed.set()
         await self._stopped.wait()
@@ -182,7 +186,9 @@ class ProcessReplyRouter:
             self._wake.clear()
             wanted = min(free, _FETCH_BATCH)
             try:
-                replies = await self._queue.read(wanted)
+                replies = await unless_stopped(
+                    self._queue.read(wanted), self._stop_requested, _FETCH_STOP_GRACE_S
+                )
             except Exception:
                 log.exception("reading reply queue %r failed; retrying", self.reply_queue)
                 replies = []
