@@ -117,3 +117,34 @@ async def test_notify_wakes_the_worker_for_a_mixed_case_schema_and_any_valid_dom
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+async def test_a_worker_resumes_at_once_when_every_pooled_connection_was_dropped(
+    database_url: str, pool: AsyncConnectionPool, schema: str
+) -> None:
+    """A server restart kills every idle connection in the pool. The listener sees it
+    first; work must resume within moments, not after one failed fetch per dead
+    connection."""
+    arrived = asyncio.Event()
+    registry = HandlerRegistry()
+
+    async def ping(command: Command, ctx: HandlerContext) -> None:
+        arrived.set()
+
+    registry.register(DOMAIN, "Ping", ping)
+    async with AsyncConnectionPool(database_url, min_size=24, max_size=24, open=False) as big:
+        await big.open(wait=True)
+        connections = [await big.getconn() for _ in range(24)]
+        pids = [conn.info.backend_pid for conn in connections]
+        for conn in connections:
+            await big.putconn(conn)
+        bus = CommandBus(pool, schema=schema)  # the sender is elsewhere, unaffected
+        worker = make_worker(big, schema, registry, poll_interval=30)
+        async with running(worker):
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                # Every backend of this pool (and no other test's), as a restart would.
+                admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", [pids])
+            sent = time.perf_counter()
+            await bus.send(DOMAIN, "Ping", uuid.uuid4(), {})
+            await wait_for_event(arrived, timeout=30, what="the handler after the drop")
+            assert time.perf_counter() - sent < 4

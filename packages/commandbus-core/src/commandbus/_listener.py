@@ -43,6 +43,11 @@ async def listen(
                     await _release(conn, lent_in_autocommit)
         except psycopg.Error as exc:
             log.warning("listener on %r lost its connection (%s); retrying", channel, exc)
+            # The server probably restarted: every idle connection in the pool is dead
+            # too. Have the pool test and replace them now, or each fetch would draw one
+            # dead connection per retry (seconds per idle connection before work resumes).
+            with contextlib.suppress(Exception):
+                await pool.check()
             wake.set()
             await asyncio.sleep(retry_delay)
 
