@@ -172,3 +172,19 @@ async def running(worker: Worker, *, stop_timeout: float = 5) -> AsyncIterator[W
     finally:
         await asyncio.wait_for(worker.stop(stop_timeout), stop_timeout + 10)
         await asyncio.wait_for(task, 10)
+
+
+@asynccontextmanager
+async def starved_pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    """A one-connection pool whose connection is held elsewhere: to the library, waiting
+    for it looks like a server that is down."""
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
+    await pool.open()
+    try:
+        held = await pool.getconn()
+        try:
+            yield pool
+        finally:
+            await pool.putconn(held)
+    finally:
+        await pool.close()

@@ -35,7 +35,7 @@ from core._sagas import (
     running_router,
     saga_env,
 )
-from core.helpers import execute, wait_until
+from core.helpers import execute, starved_pool, wait_until
 
 
 async def _replies_waiting(pool: AsyncConnectionPool, schema: str) -> int:
@@ -302,18 +302,14 @@ async def test_stop_returns_while_a_read_waits_for_an_unreachable_server(
 ) -> None:
     """As for the worker: the pool's only connection is held elsewhere, as when the
     server is down; stop() must not wait for the pool's 30 s timeout."""
-    starved = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
-    await starved.open()
-    try:
-        held = await starved.getconn()
-        async with saga_env(starved, schema, worker=False, router=False) as env:
-            router = make_router(env, concurrency=1, use_notify=False)
-            task = asyncio.create_task(router.run())
-            await asyncio.wait_for(router.ready.wait(), 5)
-            started = time.monotonic()
-            await asyncio.wait_for(router.stop(timeout=1), 10)
-            await asyncio.wait_for(task, 5)
-            assert time.monotonic() - started < 5
-        await starved.putconn(held)
-    finally:
-        await starved.close()
+    async with (
+        starved_pool(database_url) as starved,
+        saga_env(starved, schema, worker=False, router=False) as env,
+    ):
+        router = make_router(env, concurrency=1, use_notify=False)
+        task = asyncio.create_task(router.run())
+        await asyncio.wait_for(router.ready.wait(), 5)
+        started = time.monotonic()
+        await asyncio.wait_for(router.stop(timeout=1), 10)
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - started < 5

@@ -35,6 +35,7 @@ from core.helpers import (
     queue_messages,
     running,
     start,
+    starved_pool,
     wait_for_event,
     wait_for_status,
 )
@@ -315,10 +316,7 @@ async def test_stop_returns_while_a_dequeue_waits_for_an_unreachable_server(
     """A server that is down leaves the dequeue waiting for a pool connection (the pool's
     timeout, 30 s by default); stop() must not wait that long. Here the pool's only
     connection is held elsewhere, which looks the same to the worker."""
-    starved = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
-    await starved.open()
-    try:
-        held = await starved.getconn()  # the dequeue cannot get a connection
+    async with starved_pool(database_url) as starved:
         worker = make_worker(starved, schema, HandlerRegistry(), concurrency=1, use_notify=False)
         task = asyncio.create_task(worker.run())
         await asyncio.wait_for(worker.ready.wait(), 5)
@@ -326,6 +324,3 @@ async def test_stop_returns_while_a_dequeue_waits_for_an_unreachable_server(
         await asyncio.wait_for(worker.stop(timeout=1), 10)
         await asyncio.wait_for(task, 5)
         assert time.monotonic() - started < 5
-        await starved.putconn(held)
-    finally:
-        await starved.close()
