@@ -45,6 +45,26 @@ async def _queue_row(database_url: str, schema: str, command_id: uuid.UUID) -> t
     return row[0], row[1]
 
 
+async def _on_received(pool: AsyncConnectionPool, schema: str, setup: str, body: str) -> None:
+    """Run ``body`` (plpgsql) inside the dequeue statement: on each RECEIVED audit insert."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            sql.SQL(
+                setup + "CREATE FUNCTION {s}.on_received() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN " + body + " END$$; "
+                "CREATE TRIGGER on_received BEFORE INSERT ON {s}.audit FOR EACH ROW "
+                "WHEN (NEW.event_type = 'RECEIVED') EXECUTE FUNCTION {s}.on_received()"
+            ).format(s=sql.Identifier(schema))
+        )
+
+
+async def _assert_idle_with_default_settings(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:  # the only one: the worker's
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        cur = await conn.execute("SHOW enable_bitmapscan")
+        assert await cur.fetchone() == ("on",)
+
+
 async def test_a_lease_commits_and_its_settings_stay_out_of_the_pooled_connection(
     one_connection_pool: AsyncConnectionPool, database_url: str, schema: str
 ) -> None:
@@ -52,17 +72,12 @@ async def test_a_lease_commits_and_its_settings_stay_out_of_the_pooled_connectio
     bus = CommandBus(pool, schema=schema)
     command_id = uuid.uuid4()
     await bus.send(DOMAIN, "Noop", command_id, {})
-    async with pool.connection() as conn:  # what the dequeue statement itself runs under
-        await conn.execute(
-            sql.SQL(
-                "CREATE TABLE {s}.seen (bitmapscan text); "
-                "CREATE FUNCTION {s}.note() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$BEGIN INSERT INTO {s}.seen VALUES (current_setting('enable_bitmapscan'));"
-                " RETURN NEW; END$$; "
-                "CREATE TRIGGER note BEFORE INSERT ON {s}.audit "
-                "FOR EACH ROW WHEN (NEW.event_type = 'RECEIVED') EXECUTE FUNCTION {s}.note()"
-            ).format(s=sql.Identifier(schema))
-        )
+    await _on_received(  # note what the dequeue statement itself runs under
+        pool,
+        schema,
+        "CREATE TABLE {s}.seen (bitmapscan text); ",
+        "INSERT INTO {s}.seen VALUES (current_setting('enable_bitmapscan')); RETURN NEW;",
+    )
     worker = make_worker(pool, schema, HandlerRegistry())
 
     leases = await worker._dequeue(5)
@@ -76,9 +91,7 @@ async def test_a_lease_commits_and_its_settings_stay_out_of_the_pooled_connectio
     assert meta is not None and meta.status == CommandStatus.IN_PROGRESS
     async with pool.connection() as conn:  # the only one: the worker's
         assert conn.autocommit is False
-        assert conn.info.transaction_status == TransactionStatus.IDLE
-        cur = await conn.execute("SHOW enable_bitmapscan")
-        assert await cur.fetchone() == ("on",)
+    await _assert_idle_with_default_settings(pool)
 
 
 async def test_a_failed_dequeue_leases_nothing_and_leaves_the_connection_usable(
@@ -88,15 +101,8 @@ async def test_a_failed_dequeue_leases_nothing_and_leaves_the_connection_usable(
     bus = CommandBus(pool, schema=schema)
     command_id = uuid.uuid4()
     await bus.send(DOMAIN, "Noop", command_id, {})
-    async with pool.connection() as conn:  # the RECEIVED audit insert fails: the lease must too
-        await conn.execute(
-            sql.SQL(
-                "CREATE FUNCTION {s}.refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$BEGIN RAISE EXCEPTION 'audit refused'; END$$; "
-                "CREATE TRIGGER refuse BEFORE INSERT ON {s}.audit "
-                "FOR EACH ROW WHEN (NEW.event_type = 'RECEIVED') EXECUTE FUNCTION {s}.refuse()"
-            ).format(s=sql.Identifier(schema))
-        )
+    # The RECEIVED audit insert fails: the lease must too.
+    await _on_received(pool, schema, "", "RAISE EXCEPTION 'audit refused';")
     worker = make_worker(pool, schema, HandlerRegistry())
 
     with pytest.raises(psycopg.errors.RaiseException, match="audit refused"):
@@ -105,7 +111,4 @@ async def test_a_failed_dequeue_leases_nothing_and_leaves_the_connection_usable(
     assert await _queue_row(database_url, schema, command_id) == (0, True)
     meta = await bus.get_command(DOMAIN, command_id)
     assert meta is not None and meta.status == CommandStatus.PENDING and meta.attempts == 0
-    async with pool.connection() as conn:
-        assert conn.info.transaction_status == TransactionStatus.IDLE
-        cur = await conn.execute("SHOW enable_bitmapscan")
-        assert await cur.fetchone() == ("on",)
+    await _assert_idle_with_default_settings(pool)
