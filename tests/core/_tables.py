@@ -9,7 +9,7 @@ import anyio
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-TABLES = ("commands", "queue", "audit")
+TABLES = ("commands", "audit")
 
 
 class Tables:
@@ -30,7 +30,7 @@ class Tables:
         if command_id is not None:
             query += sql.SQL(" WHERE command_id = %s")
             params.append(command_id)
-        order = "msg_id" if table == "queue" else "audit_id" if table == "audit" else "created_at"
+        order = "audit_id" if table == "audit" else "created_at"
         query += sql.SQL(" ORDER BY {}").format(sql.Identifier(order))
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, params)
@@ -40,7 +40,7 @@ class Tables:
         return len(await self.rows(table, command_id, columns="1"))
 
     async def counts(self) -> dict[str, int]:
-        """Row counts of commands, queue and audit: ``{table: n}``."""
+        """Row counts of commands and (stored) audit events: ``{table: n}``."""
         return {table: await self.count(table) for table in TABLES}
 
     async def execute(self, statement: str, params: Any = None) -> None:

@@ -111,10 +111,10 @@ async def count_status(pool: AsyncConnectionPool, schema: str, status: CommandSt
 
 
 async def queue_messages(pool: AsyncConnectionPool, schema: str, command_id: uuid.UUID) -> int:
-    """How many queue messages a command has (0 once its outcome is final)."""
-    query = sql.SQL("SELECT count(*) FROM {} WHERE command_id = %s").format(
-        sql.Identifier(schema, "queue")
-    )
+    """Whether a command is queued: pending or leased (0 once its outcome is final)."""
+    query = sql.SQL(
+        "SELECT count(*) FROM {} WHERE command_id = %s AND status IN ('PENDING', 'IN_PROGRESS')"
+    ).format(sql.Identifier(schema, "commands"))
     async with pool.connection() as conn:
         row = await (await conn.execute(query, [command_id])).fetchone()
     assert row is not None

@@ -22,10 +22,10 @@ __all__ = ["Lease", "Outcome", "finish_params", "outcome_for_error", "outcome_fo
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A message this worker holds: ownership is ``(msg_id, read_ct)``."""
+    """A command this worker holds: ownership is its ``lease_id``."""
 
     msg_id: int
-    read_ct: int
+    lease_id: int
     command: Command
     attempt: int
     max_attempts: int
@@ -206,9 +206,8 @@ def finish_params(outcomes: Sequence[Outcome], *, schema: str, domain: str) -> d
     }
     return {
         "domain": domain,
-        "msg_id": [o.lease.msg_id for o in outcomes],
-        "read_ct": [o.lease.read_ct for o in outcomes],
         "command_id": [o.lease.command.command_id for o in outcomes],
+        "lease_id": [o.lease.lease_id for o in outcomes],
         "status": [o.status.value for o in outcomes],
         "result": [o.result for o in outcomes],
         "error_type": [o.error_type for o in outcomes],

@@ -31,6 +31,7 @@ from commandbus._validation import (
     check_delay,
     check_max_attempts,
     check_name,
+    check_priority,
     check_uuid,
     dump_json_object,
     require_uuid,
@@ -93,6 +94,7 @@ def _request_row(
     domain = check_name("domain", req.domain)
     command_id = require_uuid("command_id", req.command_id)
     delay = check_delay(req.delay)
+    priority = check_priority(req.priority)
     command_type = check_name("command_type", req.command_type)
     max_attempts = check_max_attempts(req.max_attempts, default_max_attempts)
     data = dump_json_object("data", req.data)
@@ -103,7 +105,7 @@ def _request_row(
         f'{{"domain":"{domain}","command_id":"{command_id}",'
         f'"command_type":"{command_type}","max_attempts":{max_attempts},"data":{data},'
         f'"correlation_id":{_json_str(correlation_id)},"reply_to":{_json_str(reply_to)},'
-        f'"delay":{delay!r}}}'
+        f'"delay":{delay!r},"priority":{priority}}}'
     )
     return (domain, command_id), row, delay == 0
 

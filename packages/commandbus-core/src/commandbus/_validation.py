@@ -140,6 +140,23 @@ def check_delay(value: object) -> float:
     return seconds
 
 
+#: Priorities run from 0 (first, the default) to MAX_PRIORITY (last), as in Oban.
+MAX_PRIORITY = 9
+
+
+def check_priority(value: object) -> int:
+    """A priority: an integer from 0 (runs first, the default) to :data:`MAX_PRIORITY`."""
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_PRIORITY:
+        raise ValidationError(
+            "priority",
+            f"must be an integer from 0 (runs first) to {MAX_PRIORITY} (runs last), "
+            f"got {value!r}",
+        )
+    return int(value)
+
+
 def check_max_attempts(value: object, default: int, field: str = "max_attempts") -> int:
     if value is None:
         return default

@@ -80,6 +80,7 @@ def batch_requests(
                     cmd.correlation_id,
                     cmd.reply_to,
                     cmd.max_attempts,
+                    priority=cmd.priority,
                 )
             )
         elif isinstance(cmd, SendRequest):

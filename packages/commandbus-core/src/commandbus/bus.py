@@ -100,10 +100,23 @@ class CommandBus:
         max_attempts: int | None = None,
         delay: float | timedelta | None = None,
         conn: AsyncConnection | None = None,
+        priority: int = 0,
     ) -> SendResult:
-        """Send one command; raises ``DuplicateCommandError`` if its id was used in the domain."""
+        """Send one command; raises ``DuplicateCommandError`` if its id was used in the domain.
+
+        ``priority`` 0 (the default) runs first and 9 last; among equal priorities, the
+        command due first runs first, then the one sent first.
+        """
         request = SendRequest(
-            domain, command_type, command_id, data, correlation_id, reply_to, max_attempts, delay
+            domain,
+            command_type,
+            command_id,
+            data,
+            correlation_id,
+            reply_to,
+            max_attempts,
+            delay,
+            priority,
         )
         (result,) = await self.send_batch([request], conn=conn)
         return result

@@ -52,6 +52,8 @@ class SendRequest:
     reply_to: str | None = None
     max_attempts: int | None = None
     delay: float | timedelta | None = None
+    #: 0 (the default) runs first, 9 last; among equal priorities, the earliest due first.
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,7 @@ class BatchCommand:
     correlation_id: uuid.UUID | None = None
     reply_to: str | None = None
     max_attempts: int | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

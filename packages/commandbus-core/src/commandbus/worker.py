@@ -115,11 +115,22 @@ class Worker:
         )
         self.schema = check_schema(schema)
         self._fetch_threshold = 1
+        self._expired_waiting = False  # a lease of the domain expired: rescue it next
+        self._solo = False  # a rescued command is running: lease nothing else meanwhile
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         #: Set once the worker listens for notifications and polls (useful in tests).
         self.ready = asyncio.Event()
         self.stats: dict[str, int] = dict.fromkeys(
-            ("received", "completed", "failed", "retried", "troubleshooting", "lease_lost"), 0
+            (
+                "received",
+                "completed",
+                "failed",
+                "retried",
+                "troubleshooting",
+                "lease_lost",
+                "rescued",
+            ),
+            0,
         )
         self._running = False
         self._stopping = False
@@ -157,6 +168,7 @@ class Worker:
         self._stop_requested.clear()
         self._stopped.clear()
         self._handling = 0
+        self._expired_waiting = self._solo = False
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
         # Free a slot before its outcome is recorded only if the pool has a connection
@@ -208,6 +220,18 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         while not self._stopping:
+            if self._expired_waiting or self._solo:
+                # A lease expired without an outcome: its command runs alone, once
+                # nothing else of ours is in flight, so that if it kills the worker again,
+                # no other command dies (and is blamed) with it.
+                if self._in_flight:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                    continue
+                self._solo = False
+                if self._expired_waiting:
+                    if await self._rescue():
+                        continue
             # A slot frees when its handler returns: recording the outcome is batched
             # and must not hold up new work. Up to `_recording_allowance` commands more
             # may wait for their outcome to commit; beyond that, recording is the
@@ -230,16 +254,41 @@ class Worker:
             except Exception:
                 log.exception("dequeue failed for domain %r; retrying", self.domain)
                 leases = []
-            for lease in leases:
-                task = asyncio.create_task(self._process(lease))
-                self._handling += 1
-                self._in_flight.add(task)
-                task.add_done_callback(self._on_task_done)
-            if len(leases) < wanted:  # the queue is drained: sleep until woken or polled
+            self._start(leases)
+            if len(leases) < wanted and not self._expired_waiting:
+                # The queue is drained: sleep until woken or polled.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
+    def _start(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            task = asyncio.create_task(self._process(lease))
+            self._handling += 1
+            self._in_flight.add(task)
+            task.add_done_callback(self._on_task_done)
+
+    async def _rescue(self) -> bool:
+        """Lease one command whose lease expired and run it alone; False if none is left."""
+        try:
+            leases = await unless_stopped(
+                self._lease("rescue", 1), self._stop_requested, _FETCH_STOP_GRACE_S
+            )
+        except Exception:
+            log.exception("rescuing an expired lease failed for domain %r", self.domain)
+            return False
+        finally:
+            self._expired_waiting = False
+        if not leases:
+            return False
+        self.stats["rescued"] += 1
+        self._solo = True
+        self._start(leases)
+        return True
+
     async def _dequeue(self, limit: int) -> list[Lease]:
+        return await self._lease("dequeue", limit)
+
+    async def _lease(self, statement: str, limit: int) -> list[Lease]:
         params = {
             "domain": self.domain,
             "limit": limit,
@@ -253,10 +302,13 @@ class Worker:
         async with autocommit_connection(self.pool) as conn:
             async with conn.pipeline():
                 await tuple_cursor(conn).execute(_sql.query("lease_settings", self.schema))
-                cur = await tuple_cursor(conn).execute(_sql.query("dequeue", self.schema), params)
+                cur = await tuple_cursor(conn).execute(_sql.query(statement, self.schema), params)
             rows = await cur.fetchall()
-        self.stats["received"] += len(rows)
-        return [_lease(self.domain, row) for row in rows]
+        leases = [_lease(self.domain, row) for row in rows if row[2] is not None]
+        if rows and rows[-1][-1]:
+            self._expired_waiting = True
+        self.stats["received"] += len(leases)
+        return leases
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -382,7 +434,12 @@ class Worker:
         self, lease: Lease, handler_conn: AsyncConnection | None, seconds: float
     ) -> None:
         seconds = check_positive_seconds("seconds", seconds)
-        params = {"msg_id": lease.msg_id, "read_ct": lease.read_ct, "seconds": seconds}
+        params = {
+            "command_id": lease.command.command_id,
+            "domain": self.domain,
+            "lease_id": lease.lease_id,
+            "seconds": seconds,
+        }
         own = (
             handler_conn
             if handler_conn is not None
@@ -552,12 +609,12 @@ _STAT = {
 
 
 def _lease(domain: str, row: Sequence[Any]) -> Lease:
-    msg_id, read_ct, command_id, command_type, data, correlation_id, reply_to, batch_id = row[:8]
+    msg_id, lease_id, command_id, command_type, data, correlation_id, reply_to, batch_id = row[:8]
     created_at, attempts, max_attempts = row[8:11]
     command = Command(
         domain, command_type, command_id, data, correlation_id, reply_to, batch_id, created_at
     )
-    return Lease(msg_id, read_ct, command, attempts, max_attempts)
+    return Lease(msg_id, lease_id, command, attempts, max_attempts)
 
 
 @contextlib.asynccontextmanager

@@ -83,6 +83,7 @@ class SyncCommandBus(Facade):
         max_attempts: int | None = None,
         delay: float | timedelta | None = None,
         conn: psycopg.Connection[Any] | None = None,
+        priority: int = 0,
     ) -> SendResult:
         """Blocking :meth:`CommandBus.send`; ``conn`` is the caller's sync connection (outbox)."""
         if conn is not None:
@@ -95,6 +96,7 @@ class SyncCommandBus(Facade):
                 reply_to,
                 max_attempts,
                 delay,
+                priority,
             )
             (result,) = self.send_batch([request], conn=conn)
             return result
@@ -108,6 +110,7 @@ class SyncCommandBus(Facade):
             reply_to=reply_to,
             max_attempts=max_attempts,
             delay=delay,
+            priority=priority,
         )
 
     def send_batch(

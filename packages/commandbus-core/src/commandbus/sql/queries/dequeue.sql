@@ -1,36 +1,43 @@
--- dequeue: lease up to `limit` visible messages of one domain and mark their commands
--- IN_PROGRESS, with a RECEIVED audit event each. Attempts are counted here, at lease time,
--- so a message that kills its worker still uses up its attempts.
--- `= ANY (ARRAY(...))` pins index lookups whatever the statistics say: a join here once
--- degraded into a scan of every command of the domain.
+-- dequeue: lease up to `limit` deliverable commands of one domain: smaller priority
+-- first, then visibility time, then send order. Attempts are counted here, at lease time.
+-- One bounded index range per priority (commands_pending_idx): commands scheduled for
+-- later are never walked over, however many there are.
+-- `expired` tells whether a lease of the domain expired without an outcome: the worker
+-- then takes that command alone (rescue.sql), so only a command that kills its worker
+-- uses up its attempts, not the commands leased with it.
 -- Runs after lease_settings.sql, in the same transaction.
 WITH picked AS (
-    SELECT msg_id
-    FROM {schema}.queue
-    WHERE domain = %(domain)s AND vt <= now()
-    ORDER BY vt, msg_id
+    SELECT x.command_id
+    FROM generate_series(0, 9) AS p(priority)
+    CROSS JOIN LATERAL (
+        SELECT c.command_id, c.vt, c.msg_id
+        FROM {schema}.commands c
+        WHERE c.domain = %(domain)s AND c.status = 'PENDING'
+          AND c.priority = p.priority AND c.vt <= now()
+        ORDER BY c.vt, c.msg_id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) x
+    ORDER BY p.priority, x.vt, x.msg_id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 ), leased AS (
-    UPDATE {schema}.queue q
-    SET vt = now() + make_interval(secs => %(lease)s), read_ct = q.read_ct + 1
-    WHERE q.msg_id = ANY (ARRAY(SELECT msg_id FROM picked))
-    RETURNING q.msg_id, q.command_id, q.read_ct
-), cmd AS (
     UPDATE {schema}.commands c
-    SET status = 'IN_PROGRESS', attempts = c.attempts + 1, updated_at = now()
-    FROM leased
-    WHERE c.domain = %(domain)s
-      AND c.command_id = ANY (ARRAY(SELECT command_id FROM leased))
-      AND c.command_id = leased.command_id
-      AND c.status IN ('PENDING', 'IN_PROGRESS')
-    RETURNING leased.msg_id, leased.read_ct, c.command_id, c.command_type, c.data,
+    SET status = 'IN_PROGRESS', attempts = c.attempts + 1,
+        vt = now() + make_interval(secs => %(lease)s),
+        lease_id = nextval('{schema}.event_ids'), leased_at = now(), worker = %(worker)s,
+        lease_solo = false, updated_at = now()
+    WHERE c.command_id = ANY (ARRAY(SELECT command_id FROM picked))
+      AND c.domain = %(domain)s
+    RETURNING c.msg_id, c.lease_id, c.command_id, c.command_type, c.data,
               c.correlation_id, c.reply_to, c.batch_id, c.created_at, c.attempts,
-              c.max_attempts
-), aud AS (
-    INSERT INTO {schema}.audit (domain, command_id, event_type, details)
-    SELECT %(domain)s, command_id, 'RECEIVED',
-           jsonb_build_object('msg_id', msg_id, 'attempt', attempts, 'worker', %(worker)s::text)
-    FROM cmd
+              c.max_attempts, c.priority
 )
-SELECT * FROM cmd ORDER BY msg_id
+-- One row even when nothing was leased (its lease columns NULL), to carry `expired`.
+SELECT leased.*, e.expired
+FROM (
+    SELECT EXISTS (SELECT 1 FROM {schema}.commands x
+                   WHERE x.domain = %(domain)s AND x.status = 'IN_PROGRESS'
+                     AND x.vt <= now()) AS expired
+) e
+LEFT JOIN leased ON true
+ORDER BY leased.priority, leased.msg_id

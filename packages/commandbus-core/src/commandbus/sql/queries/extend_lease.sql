@@ -1,5 +1,6 @@
--- extend_lease: push a leased message's visibility out, only if the lease is still ours.
-UPDATE {schema}.queue
+-- extend_lease: push a leased command's lease out, only if the lease is still ours.
+UPDATE {schema}.commands
 SET vt = now() + make_interval(secs => %(seconds)s)
-WHERE msg_id = %(msg_id)s AND read_ct = %(read_ct)s
+WHERE command_id = %(command_id)s AND domain = %(domain)s
+  AND lease_id = %(lease_id)s AND status = 'IN_PROGRESS'
 RETURNING vt

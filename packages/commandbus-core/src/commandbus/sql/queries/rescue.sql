@@ -1,0 +1,35 @@
+-- rescue: lease one command whose lease expired without an outcome (its worker died, or
+-- its handler overran the lease), for its worker to run alone. The expired lease is kept
+-- as a stored RECEIVED event. It counts as an attempt only if it, too, ran alone: a
+-- command that was merely leased together with one that killed the worker is not to blame.
+-- Runs after lease_settings.sql, in the same transaction.
+WITH picked AS (
+    SELECT command_id, lease_id AS old_lease_id, leased_at AS old_leased_at,
+           worker AS old_worker, attempts AS old_attempts, lease_solo AS old_solo
+    FROM {schema}.commands
+    WHERE domain = %(domain)s AND status = 'IN_PROGRESS' AND vt <= now()
+    ORDER BY vt
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE {schema}.commands c
+    SET attempts = CASE WHEN p.old_solo THEN c.attempts + 1 ELSE c.attempts END,
+        expiries = c.expiries + 1,
+        vt = now() + make_interval(secs => %(lease)s),
+        lease_id = nextval('{schema}.event_ids'), leased_at = now(), worker = %(worker)s,
+        lease_solo = true, updated_at = now()
+    FROM picked p
+    WHERE c.command_id = p.command_id AND c.domain = %(domain)s
+    RETURNING c.msg_id, c.lease_id, c.command_id, c.command_type, c.data,
+              c.correlation_id, c.reply_to, c.batch_id, c.created_at, c.attempts,
+              c.max_attempts, c.priority
+), aud AS (
+    INSERT INTO {schema}.audit (audit_id, domain, command_id, event_type, details, created_at)
+    SELECT p.old_lease_id, %(domain)s, p.command_id, 'RECEIVED',
+           jsonb_build_object('msg_id', l.msg_id, 'attempt', p.old_attempts,
+                              'worker', p.old_worker),
+           p.old_leased_at
+    FROM picked p JOIN leased l USING (command_id)
+    WHERE p.old_lease_id IS NOT NULL
+)
+SELECT leased.*, false AS expired FROM leased
