@@ -75,7 +75,7 @@ async def _lease_expiry(pool: AsyncConnectionPool, schema: str, command_id: uuid
     rows = await execute(
         pool,
         schema,
-        "SELECT extract(epoch FROM vt)::float8 FROM {schema}.queue WHERE command_id = %s",
+        "SELECT extract(epoch FROM vt)::float8 FROM {schema}.commands WHERE command_id = %s",
         [command_id],
     )
     return float(rows[0][0])

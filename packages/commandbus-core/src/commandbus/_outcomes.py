@@ -27,8 +27,17 @@ class Lease:
     msg_id: int
     lease_id: int
     command: Command
+    #: This lease's number: every lease of the command counts, even one that expired.
     attempt: int
     max_attempts: int
+    #: Earlier leases that expired while other commands ran in the same worker (one of
+    #: which may have killed it): they do not use up the attempt budget.
+    forgiven: int = 0
+
+    @property
+    def counted_attempt(self) -> int:
+        """The attempt as the budget sees it: ``attempt`` minus forgiven leases."""
+        return self.attempt - self.forgiven
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +110,9 @@ def outcome_for_error(lease: Lease, exc: BaseException, policy: RetryPolicy) -> 
             error_message=message,
             reply_outcome=ReplyOutcome.FAILED,
         )
-    if isinstance(exc, PermanentCommandError) or lease.attempt >= lease.max_attempts:
+    if isinstance(exc, PermanentCommandError) or lease.counted_attempt >= lease.max_attempts:
         return _troubleshoot(lease, error_type, code, message, tb)
-    delay = policy.delay_after(lease.attempt)
+    delay = policy.delay_after(lease.counted_attempt)
     return Outcome(
         lease,
         CommandStatus.PENDING,
@@ -130,7 +139,9 @@ def outcome_for_exhausted(lease: Lease) -> Outcome:
         "AttemptsExhausted",
         "ATTEMPTS_EXHAUSTED",
         f"leased {lease.attempt} times with max_attempts={lease.max_attempts}: earlier attempts "
-        "never finished (worker died or the handler overran its lease)",
+        "never finished (worker died or the handler overran its lease)"
+        + (f"; {lease.forgiven} of them not counted (other commands ran beside them)"
+           if lease.forgiven else ""),
         None,
     )
 

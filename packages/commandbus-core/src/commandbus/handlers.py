@@ -115,8 +115,11 @@ class HandlerContext:
         extend: Callable[[float], Coroutine[Any, Any, None]],
         loop: asyncio.AbstractEventLoop,
         conn: AsyncConnection | None = None,
+        forgiven: int = 0,
     ) -> None:
         self.attempt = attempt
+        #: Earlier leases not counted against ``max_attempts`` (see docs/design.md).
+        self.forgiven = forgiven
         self.max_attempts = max_attempts
         self.msg_id = msg_id
         self._extend = extend
@@ -125,7 +128,7 @@ class HandlerContext:
 
     @property
     def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
+        return self.attempt - self.forgiven >= self.max_attempts
 
     async def extend_visibility(self, seconds: float) -> None:
         """Keep the lease for ``seconds`` more from now (for long-running work)."""

@@ -117,6 +117,7 @@ class Worker:
         self._fetch_threshold = 1
         self._expired_waiting = False  # a lease of the domain expired: rescue it next
         self._solo = False  # a rescued command is running: lease nothing else meanwhile
+        self._lease_expiry: dict[int, float] = {}  # in-flight lease id -> loop time it ends
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         #: Set once the worker listens for notifications and polls (useful in tests).
         self.ready = asyncio.Event()
@@ -168,7 +169,8 @@ class Worker:
         self._stop_requested.clear()
         self._stopped.clear()
         self._handling = 0
-        self._expired_waiting = self._solo = False
+        # Look for expired leases first: after a crash, rescue before taking new work.
+        self._expired_waiting, self._solo = True, False
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
         # Free a slot before its outcome is recorded only if the pool has a connection
@@ -223,10 +225,13 @@ class Worker:
             if self._expired_waiting or self._solo:
                 # A lease expired without an outcome: its command runs alone, once
                 # nothing else of ours is in flight, so that if it kills the worker again,
-                # no other command dies (and is blamed) with it.
-                if self._in_flight:
+                # no other command dies (and is blamed) with it. Handlers whose own lease
+                # expired are not waited for: they are suspects, not bystanders.
+                wait = self._until_bystanders_done()
+                if wait is not None:
                     self._slot_freed.clear()
-                    await self._slot_freed.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_freed.wait(), wait)
                     continue
                 self._solo = False
                 if self._expired_waiting:
@@ -261,11 +266,20 @@ class Worker:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
     def _start(self, leases: list[Lease]) -> None:
+        expires = asyncio.get_running_loop().time() + self.visibility_timeout
         for lease in leases:
             task = asyncio.create_task(self._process(lease))
             self._handling += 1
             self._in_flight.add(task)
-            task.add_done_callback(self._on_task_done)
+            self._lease_expiry[lease.lease_id] = expires
+            task.add_done_callback(functools.partial(self._on_task_done, lease.lease_id))
+
+    def _until_bystanders_done(self) -> float | None:
+        """Seconds until the next in-flight lease expires, or None if every in-flight
+        command's lease has expired already (or nothing is in flight)."""
+        now = asyncio.get_running_loop().time()
+        live = [t - now for t in self._lease_expiry.values() if t > now]
+        return min(live) if live else None
 
     async def _rescue(self) -> bool:
         """Lease one command whose lease expired and run it alone; False if none is left."""
@@ -294,6 +308,7 @@ class Worker:
             "limit": limit,
             "lease": self.visibility_timeout,
             "worker": self.name,
+            "alone": not self._in_flight,
         }
         # One round trip, and the dequeue statement stays prepared. In autocommit, the
         # statements of a pipeline up to its one Sync run as a single implicit
@@ -310,8 +325,9 @@ class Worker:
         self.stats["received"] += len(leases)
         return leases
 
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+    def _on_task_done(self, lease_id: int, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._lease_expiry.pop(lease_id, None)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("unexpected worker error", exc_info=task.exception())
@@ -329,7 +345,7 @@ class Worker:
 
     async def _handle(self, lease: Lease) -> Outcome | None:
         """Run the command's handler; its outcome, None if recorded already."""
-        if lease.attempt > lease.max_attempts:
+        if lease.counted_attempt > lease.max_attempts:
             return outcome_for_exhausted(lease)
         handler = self.registry.get(self.domain, lease.command.command_type)
         if handler is None:
@@ -428,6 +444,7 @@ class Worker:
             extend=functools.partial(self._extend_lease, lease, conn),
             loop=asyncio.get_running_loop(),
             conn=conn,
+            forgiven=lease.forgiven,
         )
 
     async def _extend_lease(
@@ -456,6 +473,8 @@ class Worker:
                     f"lease on command {lease.command.command_id} was lost: it expired and "
                     "another worker has leased it"
                 )
+        if lease.lease_id in self._lease_expiry:
+            self._lease_expiry[lease.lease_id] = asyncio.get_running_loop().time() + seconds
 
     # -- recording outcomes --------------------------------------------------------
 
@@ -610,11 +629,11 @@ _STAT = {
 
 def _lease(domain: str, row: Sequence[Any]) -> Lease:
     msg_id, lease_id, command_id, command_type, data, correlation_id, reply_to, batch_id = row[:8]
-    created_at, attempts, max_attempts = row[8:11]
+    created_at, attempts, max_attempts, forgiven = row[8:12]
     command = Command(
         domain, command_type, command_id, data, correlation_id, reply_to, batch_id, created_at
     )
-    return Lease(msg_id, lease_id, command, attempts, max_attempts)
+    return Lease(msg_id, lease_id, command, attempts, max_attempts, forgiven)
 
 
 @contextlib.asynccontextmanager

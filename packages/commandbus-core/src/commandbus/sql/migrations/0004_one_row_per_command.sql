@@ -36,10 +36,11 @@ ALTER TABLE {schema}.commands
     ADD COLUMN leased_at  timestamptz,
     ADD COLUMN worker     text,
     -- The current lease was taken alone by its worker (after an earlier lease expired):
-    -- if it expires too, the command itself is to blame, and the lease counts.
+    -- if it expires too, the command itself is to blame.
     ADD COLUMN lease_solo boolean     NOT NULL DEFAULT false,
-    -- Leases that expired without an outcome (worker killed, handler overran its lease).
-    ADD COLUMN expiries   integer     NOT NULL DEFAULT 0;
+    -- Leases that expired without an outcome while other commands ran in the same worker
+    -- (which may have been the one that killed it): not counted against max_attempts.
+    ADD COLUMN forgiven   integer     NOT NULL DEFAULT 0;
 
 -- The SENT event becomes the row's msg_id (its audit_id, so the trail keeps its order).
 UPDATE {schema}.commands c

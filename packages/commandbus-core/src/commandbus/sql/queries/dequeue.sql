@@ -4,7 +4,8 @@
 -- later are never walked over, however many there are.
 -- `expired` tells whether a lease of the domain expired without an outcome: the worker
 -- then takes that command alone (rescue.sql), so only a command that kills its worker
--- uses up its attempts, not the commands leased with it.
+-- uses up its attempts, not the commands leased with it. `alone`: the worker has nothing
+-- else in flight, so one command leased now runs alone (lease_solo, see rescue.sql).
 -- Runs after lease_settings.sql, in the same transaction.
 WITH picked AS (
     SELECT x.command_id
@@ -25,12 +26,12 @@ WITH picked AS (
     SET status = 'IN_PROGRESS', attempts = c.attempts + 1,
         vt = now() + make_interval(secs => %(lease)s),
         lease_id = nextval('{schema}.event_ids'), leased_at = now(), worker = %(worker)s,
-        lease_solo = false, updated_at = now()
+        lease_solo = %(alone)s AND (SELECT count(*) FROM picked) = 1, updated_at = now()
     WHERE c.command_id = ANY (ARRAY(SELECT command_id FROM picked))
       AND c.domain = %(domain)s
     RETURNING c.msg_id, c.lease_id, c.command_id, c.command_type, c.data,
               c.correlation_id, c.reply_to, c.batch_id, c.created_at, c.attempts,
-              c.max_attempts, c.priority
+              c.max_attempts, c.forgiven, c.priority
 )
 -- One row even when nothing was leased (its lease columns NULL), to carry `expired`.
 SELECT leased.*, e.expired

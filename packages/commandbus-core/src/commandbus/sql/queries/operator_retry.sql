@@ -1,7 +1,7 @@
 -- operator_retry: back to PENDING with a fresh attempt budget, deliverable now.
 WITH cmd AS (
     UPDATE {schema}.commands
-    SET status = 'PENDING', attempts = 0, expiries = 0, vt = now(), lease_id = NULL,
+    SET status = 'PENDING', attempts = 0, forgiven = 0, vt = now(), lease_id = NULL,
         updated_at = now()
     WHERE domain = %(domain)s AND command_id = %(command_id)s
       AND status = 'IN_TROUBLESHOOTING_QUEUE'

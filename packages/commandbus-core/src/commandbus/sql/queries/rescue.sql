@@ -1,7 +1,8 @@
 -- rescue: lease one command whose lease expired without an outcome (its worker died, or
 -- its handler overran the lease), for its worker to run alone. The expired lease is kept
--- as a stored RECEIVED event. It counts as an attempt only if it, too, ran alone: a
--- command that was merely leased together with one that killed the worker is not to blame.
+-- as a stored RECEIVED event. It counts against max_attempts only if it, too, ran alone:
+-- a command merely leased together with one that killed the worker is not to blame
+-- (`forgiven` counts such leases; attempts still counts every lease).
 -- Runs after lease_settings.sql, in the same transaction.
 WITH picked AS (
     SELECT command_id, lease_id AS old_lease_id, leased_at AS old_leased_at,
@@ -13,8 +14,8 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED
 ), leased AS (
     UPDATE {schema}.commands c
-    SET attempts = CASE WHEN p.old_solo THEN c.attempts + 1 ELSE c.attempts END,
-        expiries = c.expiries + 1,
+    SET attempts = c.attempts + 1,
+        forgiven = CASE WHEN p.old_solo THEN c.forgiven ELSE c.forgiven + 1 END,
         vt = now() + make_interval(secs => %(lease)s),
         lease_id = nextval('{schema}.event_ids'), leased_at = now(), worker = %(worker)s,
         lease_solo = true, updated_at = now()
@@ -22,7 +23,7 @@ WITH picked AS (
     WHERE c.command_id = p.command_id AND c.domain = %(domain)s
     RETURNING c.msg_id, c.lease_id, c.command_id, c.command_type, c.data,
               c.correlation_id, c.reply_to, c.batch_id, c.created_at, c.attempts,
-              c.max_attempts, c.priority
+              c.max_attempts, c.forgiven, c.priority
 ), aud AS (
     INSERT INTO {schema}.audit (audit_id, domain, command_id, event_type, details, created_at)
     SELECT p.old_lease_id, %(domain)s, p.command_id, 'RECEIVED',
