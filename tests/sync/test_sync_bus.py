@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import (
@@ -131,3 +133,18 @@ async def test_a_bus_on_another_loops_pool_is_refused(
 ) -> None:
     with pytest.raises(ValidationError, match="another event loop"):
         SyncCommandBus(bus, runtime=runtime)
+
+
+def test_send_with_a_priority_through_the_facade(
+    sync_bus: SyncCommandBus, database_url: str, schema: str
+) -> None:
+    command_id = uuid.uuid4()
+    sync_bus.send("payments", "Charge", command_id, {}, priority=5)
+    with pytest.raises(ValidationError):
+        sync_bus.send("payments", "Charge", uuid.uuid4(), {}, priority=10)
+
+    query = sql.SQL("SELECT priority FROM {} WHERE command_id = %s").format(
+        sql.Identifier(schema, "commands")
+    )
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(query, [command_id]).fetchall() == [(5,)]
