@@ -140,8 +140,11 @@ def outcome_for_exhausted(lease: Lease) -> Outcome:
         "ATTEMPTS_EXHAUSTED",
         f"leased {lease.attempt} times with max_attempts={lease.max_attempts}: earlier attempts "
         "never finished (worker died or the handler overran its lease)"
-        + (f"; {lease.forgiven} of them not counted (other commands ran beside them)"
-           if lease.forgiven else ""),
+        + (
+            f"; {lease.forgiven} of them not counted (other commands ran beside them)"
+            if lease.forgiven
+            else ""
+        ),
         None,
     )
 

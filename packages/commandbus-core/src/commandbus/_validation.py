@@ -151,8 +151,7 @@ def check_priority(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_PRIORITY:
         raise ValidationError(
             "priority",
-            f"must be an integer from 0 (runs first) to {MAX_PRIORITY} (runs last), "
-            f"got {value!r}",
+            f"must be an integer from 0 (runs first) to {MAX_PRIORITY} (runs last), got {value!r}",
         )
     return int(value)
 

@@ -265,15 +265,24 @@ class CommandBus:
         )
 
     async def watch_batch(
-        self, domain: str, batch_id: uuid.UUID, on_complete: OnBatchComplete
+        self,
+        domain: str,
+        batch_id: uuid.UUID,
+        on_complete: OnBatchComplete,
+        *,
+        must_exist: bool = True,
     ) -> None:
         """Run ``on_complete`` when the batch is (or becomes) terminal.
 
         Useful after a restart: the process that created the batch is gone, its state is
         in the database. A batch's callbacks run at most once across all processes: the
         first watcher to claim the terminal batch runs them; others skip.
+
+        ``must_exist=False`` watches a batch written in a transaction that may not have
+        committed yet (as ``create_batch(conn=...)`` does): instead of
+        ``BatchNotFoundError``, a batch that never appears is dropped after a grace period.
         """
-        if await self.get_batch(domain, batch_id) is None:
+        if must_exist and await self.get_batch(domain, batch_id) is None:
             raise BatchNotFoundError(domain, batch_id)
         self._watcher().watch(batch_id, on_complete)
 

@@ -234,9 +234,8 @@ class Worker:
                         await asyncio.wait_for(self._slot_freed.wait(), wait)
                     continue
                 self._solo = False
-                if self._expired_waiting:
-                    if await self._rescue():
-                        continue
+                if self._expired_waiting and await self._rescue():
+                    continue
             # A slot frees when its handler returns: recording the outcome is batched
             # and must not hold up new work. Up to `_recording_allowance` commands more
             # may wait for their outcome to commit; beyond that, recording is the

@@ -18,6 +18,17 @@ from typing import Any, Generic, TypeVar
 
 from commandbus_sync._errors import AsyncContextError
 
+
+def asyncio_loop_running() -> bool:
+    """Whether this thread runs an asyncio event loop (public API only: the exception
+    of ``get_running_loop`` is the documented way to ask)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 T = TypeVar("T")
 
 __all__ = ["Call", "TaskHandle"]
@@ -126,7 +137,7 @@ class TaskHandle(Generic[T]):
         Raises ``TimeoutError`` when not finished within ``timeout`` seconds and
         ``concurrent.futures.CancelledError`` when it was cancelled.
         """
-        if not self._done.is_set() and asyncio._get_running_loop() is not None:
+        if not self._done.is_set() and asyncio_loop_running():
             raise AsyncContextError(
                 "TaskHandle.result() would block a running event loop; in async code, "
                 "await the task's async function directly instead of starting it on a SyncRuntime"

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, SendRequest, SendResult
 from commandbus._send import prepare_send
-from commandbus.batches import OnBatchComplete, prepare_batch
+from commandbus.batches import prepare_batch
 from commandbus.models import BatchCommand, BatchInfo, BatchResult
 from commandbus_sync._facade import Facade, as_async_callback, blocking
 from commandbus_sync._outbox import check_connection, execute_send
@@ -155,7 +155,9 @@ class SyncCommandBus(Facade):
             results = execute_send(sync_conn, prepared)
             callback = as_async_callback(on_complete)
             if callback is not None:  # a rolled-back batch is dropped by the watcher later
-                self.runtime.run(_watch, self._target, batch_id, callback)
+                self.runtime.run(
+                    self._target.watch_batch, domain, batch_id, callback, must_exist=False
+                )
             return BatchResult(batch_id, prepared.domain, len(results), results)
         return self.runtime.run(
             self._target.create_batch,
@@ -182,9 +184,3 @@ class SyncCommandBus(Facade):
             await self._target.close()
         finally:
             await super()._aclose()
-
-
-async def _watch(bus: CommandBus, batch_id: uuid.UUID, callback: OnBatchComplete) -> None:
-    """On the loop: watch a batch written on a sync connection, maybe not committed yet
-    (``watch_batch`` would reject it as unknown), as ``create_batch(conn=...)`` does."""
-    bus._watcher().watch(batch_id, callback)

@@ -33,7 +33,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import ValidationError
-from commandbus_sync._call import Call, TaskHandle
+from commandbus_sync._call import Call, TaskHandle, asyncio_loop_running
 from commandbus_sync._errors import AsyncContextError, RuntimeClosedError
 
 __all__ = ["SyncRuntime", "TaskHandle", "event_loop_running", "get_default_runtime"]
@@ -360,7 +360,7 @@ def _claim_loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
 
 def event_loop_running() -> bool:
     """True if this thread runs an asyncio loop (or a trio run, if trio is loaded)."""
-    if asyncio._get_running_loop() is not None:
+    if asyncio_loop_running():
         return True
     trio = sys.modules.get("trio")
     in_trio_run = getattr(getattr(trio, "lowlevel", None), "in_trio_run", None)
