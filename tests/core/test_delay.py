@@ -1,4 +1,4 @@
-"""``delay``: a command becomes deliverable later (its queue message's ``vt``)."""
+"""``delay``: a command becomes deliverable later (its row's ``vt``, while PENDING)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ pytestmark = pytest.mark.anyio  # the conftest marks async tests too late for pa
 
 
 async def _visible_after(tables: Tables, command_id: uuid.UUID) -> tuple[timedelta, bool]:
-    """How long after enqueueing the message becomes visible, and whether it is visible now."""
-    rows = await tables.rows("queue", command_id, columns="vt - enqueued_at, vt <= now()")
+    """How long after its send the command becomes deliverable, and whether it is now."""
+    rows = await tables.rows("commands", command_id, columns="status, vt - created_at, vt <= now()")
     assert len(rows) == 1
-    return rows[0][0], rows[0][1]
+    status, after, visible_now = rows[0]
+    assert status == "PENDING"
+    return after, visible_now
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,8 @@ async def test_results_come_back_in_request_order_and_every_command_is_stored(
     for request, result in zip(requests, results, strict=True):
         cmd = await bus.get_command("payments", request.command_id)
         assert cmd is not None and cmd.data == request.data
-        assert await tables.rows("queue", request.command_id, columns="msg_id") == [
-            (result.msg_id,)
+        assert await tables.rows("commands", request.command_id, columns="msg_id, status") == [
+            (result.msg_id, "PENDING")
         ]
     assert await tables.counts() == {"commands": 50, "audit": 0}
 

@@ -51,13 +51,18 @@ async def test_committed_send_becomes_visible_exactly_at_commit(
         assert await bus.get_command("payments", command_id) is None
         assert await tables.counts() == {"commands": 0, "audit": 0}
         # ...while the caller's own transaction does.
-        query = sql.SQL("SELECT msg_id FROM {} WHERE command_id = %s")
-        cur = await conn.execute(query.format(sql.Identifier(schema, "queue")), [command_id])
-        assert await cur.fetchall() == [(result.msg_id,)]
+        query = sql.SQL("SELECT msg_id, status FROM {} WHERE command_id = %s")
+        cur = await conn.execute(query.format(sql.Identifier(schema, "commands")), [command_id])
+        assert await cur.fetchall() == [(result.msg_id, "PENDING")]
 
     assert await bus.get_command("payments", command_id) is not None
-    assert await tables.rows("queue", command_id, columns="msg_id") == [(result.msg_id,)]
-    assert await tables.count("audit", command_id) == 1
+    # Committed: one row, deliverable now; its SENT event is derived, not stored.
+    assert await tables.rows("commands", command_id, columns="msg_id, status, vt <= now()") == [
+        (result.msg_id, "PENDING", True)
+    ]
+    assert await tables.count("audit", command_id) == 0
+    trail = await bus.get_audit_trail(command_id)
+    assert [(e.event_type, e.details) for e in trail] == [("SENT", {"msg_id": result.msg_id})]
 
 
 async def test_rolled_back_send_leaves_no_trace(

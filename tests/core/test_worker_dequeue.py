@@ -31,29 +31,34 @@ async def one_connection_pool(database_url: str, schema: str) -> AsyncConnection
     await pool.close()
 
 
-async def _queue_row(database_url: str, schema: str, command_id: uuid.UUID) -> tuple[int, bool]:
-    """(read_ct, visible now) of the command's message, read from another connection."""
+async def _lease_state(
+    database_url: str, schema: str, command_id: uuid.UUID
+) -> tuple[int | None, int, bool]:
+    """(lease_id, attempts, deliverable now) of the command's row, read from another
+    connection. The row is the queue: while it is leased, ``vt`` is its lease's expiry."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         cur = await conn.execute(
-            sql.SQL("SELECT read_ct, vt <= now() FROM {}.queue WHERE command_id = %s").format(
-                sql.Identifier(schema)
-            ),
+            sql.SQL(
+                "SELECT lease_id, attempts, status = 'PENDING' AND vt <= now() "
+                "FROM {}.commands WHERE command_id = %s"
+            ).format(sql.Identifier(schema)),
             (command_id,),
         )
-        row = await cur.fetchone()
-    assert row is not None
-    return row[0], row[1]
+        rows = await cur.fetchall()
+    assert len(rows) == 1
+    return rows[0]
 
 
-async def _on_received(pool: AsyncConnectionPool, schema: str, setup: str, body: str) -> None:
-    """Run ``body`` (plpgsql) inside the dequeue statement: on each RECEIVED audit insert."""
+async def _on_lease(pool: AsyncConnectionPool, schema: str, setup: str, body: str) -> None:
+    """Run ``body`` (plpgsql) inside the dequeue statement: on each command row it leases."""
     async with pool.connection() as conn:
         await conn.execute(
             sql.SQL(
-                setup + "CREATE FUNCTION {s}.on_received() RETURNS trigger LANGUAGE plpgsql AS "
+                setup + "CREATE FUNCTION {s}.on_lease() RETURNS trigger LANGUAGE plpgsql AS "
                 "$$BEGIN " + body + " END$$; "
-                "CREATE TRIGGER on_received BEFORE INSERT ON {s}.audit FOR EACH ROW "
-                "WHEN (NEW.event_type = 'RECEIVED') EXECUTE FUNCTION {s}.on_received()"
+                "CREATE TRIGGER on_lease BEFORE UPDATE ON {s}.commands FOR EACH ROW "
+                "WHEN (NEW.lease_id IS DISTINCT FROM OLD.lease_id AND NEW.status = 'IN_PROGRESS') "
+                "EXECUTE FUNCTION {s}.on_lease()"
             ).format(s=sql.Identifier(schema))
         )
 
@@ -72,7 +77,7 @@ async def test_a_lease_commits_and_its_settings_stay_out_of_the_pooled_connectio
     bus = CommandBus(pool, schema=schema)
     command_id = uuid.uuid4()
     await bus.send(DOMAIN, "Noop", command_id, {})
-    await _on_received(  # note what the dequeue statement itself runs under
+    await _on_lease(  # note what the dequeue statement itself runs under
         pool,
         schema,
         "CREATE TABLE {s}.seen (bitmapscan text); ",
@@ -86,7 +91,8 @@ async def test_a_lease_commits_and_its_settings_stay_out_of_the_pooled_connectio
     async with pool.connection() as conn:  # the settings held inside the dequeue
         cur = await conn.execute(sql.SQL("SELECT * FROM {}.seen").format(sql.Identifier(schema)))
         assert await cur.fetchall() == [("off",)]
-    assert await _queue_row(database_url, schema, command_id) == (1, False)
+    # Committed: another connection sees the lease (its id, one attempt, not deliverable).
+    assert await _lease_state(database_url, schema, command_id) == (leases[0].lease_id, 1, False)
     meta = await bus.get_command(DOMAIN, command_id)
     assert meta is not None and meta.status == CommandStatus.IN_PROGRESS
     async with pool.connection() as conn:  # the only one: the worker's
@@ -99,16 +105,24 @@ async def test_a_failed_dequeue_leases_nothing_and_leaves_the_connection_usable(
 ) -> None:
     pool = one_connection_pool
     bus = CommandBus(pool, schema=schema)
-    command_id = uuid.uuid4()
-    await bus.send(DOMAIN, "Noop", command_id, {})
-    # The RECEIVED audit insert fails: the lease must too.
-    await _on_received(pool, schema, "", "RAISE EXCEPTION 'audit refused';")
+    command_ids = [uuid.uuid4(), uuid.uuid4()]
+    for command_id in command_ids:
+        await bus.send(DOMAIN, "Noop", command_id, {})
+    # Leasing the first row goes through, leasing the second fails: the lease of the
+    # first must be undone too.
+    await _on_lease(
+        pool,
+        schema,
+        "CREATE SEQUENCE {s}.leasing; ",
+        "IF nextval('{s}.leasing') > 1 THEN RAISE EXCEPTION 'lease refused'; END IF; RETURN NEW;",
+    )
     worker = make_worker(pool, schema, HandlerRegistry())
 
-    with pytest.raises(psycopg.errors.RaiseException, match="audit refused"):
+    with pytest.raises(psycopg.errors.RaiseException, match="lease refused"):
         await worker._dequeue(5)
 
-    assert await _queue_row(database_url, schema, command_id) == (0, True)
-    meta = await bus.get_command(DOMAIN, command_id)
-    assert meta is not None and meta.status == CommandStatus.PENDING and meta.attempts == 0
+    for command_id in command_ids:
+        assert await _lease_state(database_url, schema, command_id) == (None, 0, True)
+        meta = await bus.get_command(DOMAIN, command_id)
+        assert meta is not None and meta.status == CommandStatus.PENDING and meta.attempts == 0
     await _assert_idle_with_default_settings(pool)
