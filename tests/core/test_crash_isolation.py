@@ -9,6 +9,7 @@ other commands ran in the same worker is not held against the command (it is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from pathlib import Path
@@ -49,23 +50,28 @@ async def test_only_the_command_that_kills_its_worker_is_parked(
     ]
     await bus.send_batch(requests)  # one batch: the first worker leases them together
 
+    everyone = [*innocents, killer]
     deaths = 0
     deadline = asyncio.get_running_loop().time() + 60
-    while not await _settled(bus, innocents + [killer], killer):
+    while not await _settled(bus, everyone, killer):
         assert asyncio.get_running_loop().time() < deadline, f"not settled after {deaths} deaths"
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(SCRIPT), database_url, schema, DOMAIN, str(LEASE), flavour,
+            sys.executable,
+            str(SCRIPT),
+            database_url,
+            schema,
+            DOMAIN,
+            str(LEASE),
+            flavour,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
         try:
             while proc.returncode is None:
-                if await _settled(bus, innocents + [killer], killer):
+                if await _settled(bus, everyone, killer):
                     break
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), 0.1)
-                except TimeoutError:
-                    pass
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -20,9 +20,9 @@ from commandbus import (
     HandlerContext,
     HandlerRegistry,
     TroubleshootingQueue,
+    _sql,
     migrate,
 )
-from commandbus import _sql
 from commandbus.migrations import _PRELUDE
 from core.helpers import DOMAIN, make_worker, running, wait_for_status
 
@@ -110,7 +110,9 @@ async def test_every_command_of_a_version_3_schema_is_delivered_or_kept_after_up
         "PENDING", attempts=1, queue_vt="now()", events=("RECEIVED", "RETRY_SCHEDULED")
     )
     parked = await old.command(
-        "IN_TROUBLESHOOTING_QUEUE", attempts=3, events=("RECEIVED", "MOVED_TO_TROUBLESHOOTING_QUEUE")
+        "IN_TROUBLESHOOTING_QUEUE",
+        attempts=3,
+        events=("RECEIVED", "MOVED_TO_TROUBLESHOOTING_QUEUE"),
     )
     done = await old.command("COMPLETED", attempts=1, events=("RECEIVED", "COMPLETED"))
     bus = CommandBus(old_pool, schema=schema)
@@ -153,10 +155,17 @@ async def test_every_command_of_a_version_3_schema_is_delivered_or_kept_after_up
     assert done_meta is not None and trail[0].created_at == done_meta.created_at
     assert trail[0].audit_id == done_trail_before[0][0]
     assert [e.event_type for e in await bus.get_audit_trail(retrying)] == [
-        "SENT", "RECEIVED", "RETRY_SCHEDULED", "RECEIVED", "COMPLETED"
+        "SENT",
+        "RECEIVED",
+        "RETRY_SCHEDULED",
+        "RECEIVED",
+        "COMPLETED",
     ]
     assert [e.event_type for e in await bus.get_audit_trail(orphaned)] == [
-        "SENT", "RECEIVED", "RECEIVED", "COMPLETED"
+        "SENT",
+        "RECEIVED",
+        "RECEIVED",
+        "COMPLETED",
     ]
     assert [e.event_type for e in await bus.get_audit_trail(parked)] == [
         "SENT",

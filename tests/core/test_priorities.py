@@ -26,9 +26,7 @@ from core.helpers import DOMAIN, make_worker, running, wait_for_count
 pytestmark = pytest.mark.anyio  # the conftest marks async tests too late for parametrize
 
 
-async def _run_in_order(
-    pool: AsyncConnectionPool, schema: str, n: int
-) -> list[uuid.UUID]:
+async def _run_in_order(pool: AsyncConnectionPool, schema: str, n: int) -> list[uuid.UUID]:
     """Run every queued command with one handler at a time; the order they ran in."""
     order: list[uuid.UUID] = []
     registry = HandlerRegistry()

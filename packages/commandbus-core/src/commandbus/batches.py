@@ -22,8 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import _sql
 from commandbus._db import fetch_all, fetch_one
 from commandbus._errors import BatchNotFoundError, ValidationError
-from commandbus._rows import command_metadata
 from commandbus._send import PreparedSend, prepare_send
+from commandbus._store import fetch_commands
 from commandbus._validation import (
     check_name,
     check_paging,
@@ -210,11 +210,11 @@ async def list_batch_commands(
         **check_paging(limit, offset),
     }
     async with pool.connection() as conn:
-        rows = await fetch_all(conn, _sql.query("batch_commands", schema), params)
+        rows = await fetch_commands(conn, "batch_commands", schema, params)
         exists = _sql.query("batch_exists", schema)
         if not rows and await fetch_one(conn, exists, params) is None:
             raise BatchNotFoundError(domain, batch_id)
-    return [command_metadata(row) for row in rows]
+    return rows
 
 
 def _check_batch_status(value: object) -> str:

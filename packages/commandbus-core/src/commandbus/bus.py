@@ -12,12 +12,12 @@ from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import _sql, batches
+from commandbus import batches
 from commandbus._batch_watcher import BatchWatcher
-from commandbus._db import autocommit_connection, execute, fetch, fetch_all, transaction
+from commandbus._db import autocommit_connection, execute, fetch_all, transaction
 from commandbus._errors import BatchNotFoundError
-from commandbus._rows import audit_event, command_metadata
 from commandbus._send import PreparedSend, prepare_send
+from commandbus._store import fetch_audit_events, fetch_commands
 from commandbus._validation import (
     check_datetime,
     check_max_attempts,
@@ -169,8 +169,9 @@ class CommandBus:
             "domain": check_name("domain", domain),
             "command_id": require_uuid("command_id", command_id),
         }
-        rows = await fetch(self.pool, _sql.query("get_command", self.schema), params)
-        return command_metadata(rows[0]) if rows else None
+        async with autocommit_connection(self.pool) as conn:
+            rows = await fetch_commands(conn, "get_command", self.schema, params)
+        return rows[0] if rows else None
 
     async def query_commands(
         self,
@@ -194,8 +195,8 @@ class CommandBus:
             "created_before": check_datetime("created_before", created_before),
             **check_paging(limit, offset),
         }
-        query = _sql.query("query_commands", self.schema)
-        return [command_metadata(row) for row in await fetch(self.pool, query, params)]
+        async with autocommit_connection(self.pool) as conn:
+            return await fetch_commands(conn, "query_commands", self.schema, params)
 
     async def get_audit_trail(
         self, command_id: uuid.UUID, *, domain: str | None = None
@@ -205,8 +206,8 @@ class CommandBus:
             "command_id": require_uuid("command_id", command_id),
             "domain": None if domain is None else check_name("domain", domain),
         }
-        query = _sql.query("get_audit_trail", self.schema)
-        return [audit_event(row) for row in await fetch(self.pool, query, params)]
+        async with autocommit_connection(self.pool) as conn:
+            return await fetch_audit_events(conn, self.schema, params)
 
     # -- batches -------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ succeed: the second waits, then finds the command no longer parked.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -17,6 +16,7 @@ from commandbus import _sql
 from commandbus._channels import command_channel, reply_channel
 from commandbus._db import execute, fetch_all, fetch_one
 from commandbus._errors import CommandNotFoundError, InvalidOperationError, ValidationError
+from commandbus._store import fetch_troubleshooting_items
 from commandbus._validation import (
     check_name,
     check_paging,
@@ -148,12 +148,9 @@ class TroubleshootingQueue:
             else check_name("command_type", command_type),
             **check_paging(limit, offset),
         }
-        return [_item(row) for row in await self._fetch("list_troubleshooting", params)]
+        async with self.pool.connection() as conn:
+            return await fetch_troubleshooting_items(conn, self.schema, params)
 
     async def _fetch(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self.pool.connection() as conn:
             return await fetch_all(conn, _sql.query(name, self.schema), params)
-
-
-def _item(row: Sequence[Any]) -> TroubleshootingItem:
-    return TroubleshootingItem(*row)

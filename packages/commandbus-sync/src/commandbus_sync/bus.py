@@ -173,11 +173,15 @@ class SyncCommandBus(Facade):
         domain: str,
         batch_id: uuid.UUID,
         on_complete: Callable[[BatchInfo], Awaitable[object] | object],
+        *,
+        must_exist: bool = True,
     ) -> None:
         """Blocking :meth:`CommandBus.watch_batch`; ``on_complete`` may be a plain ``def``."""
         callback = as_async_callback(on_complete)
         assert callback is not None
-        self.runtime.run(self._target.watch_batch, domain, batch_id, callback)
+        self.runtime.run(
+            self._target.watch_batch, domain, batch_id, callback, must_exist=must_exist
+        )
 
     async def _aclose(self) -> None:
         try:
