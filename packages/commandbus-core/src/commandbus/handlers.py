@@ -96,6 +96,11 @@ def is_async_handler(fn: Handler) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
 
 
+class ConnectionWanted(BaseException):
+    """Raised by ``ctx.conn`` in a handler run without a connection: the worker runs the
+    handler again, at once and within the same lease, with one (see docs/design.md)."""
+
+
 class HandlerContext:
     """What a handler may use besides the command: attempt info, lease, and a transaction.
 
@@ -116,6 +121,7 @@ class HandlerContext:
         loop: asyncio.AbstractEventLoop,
         conn: AsyncConnection | None = None,
         forgiven: int = 0,
+        lazy: bool = False,
     ) -> None:
         self.attempt = attempt
         #: Earlier leases not counted against ``max_attempts`` (see docs/design.md).
@@ -125,6 +131,10 @@ class HandlerContext:
         self._extend = extend
         self._loop = loop
         self._conn = conn
+        # No connection lent yet, but an async handler may ask for one (see ConnectionWanted).
+        self._lazy = lazy
+        #: The handler asked for ``ctx.conn`` (the worker learns which handlers need one).
+        self.conn_used = False
 
     @property
     def is_last_attempt(self) -> bool:
@@ -141,6 +151,9 @@ class HandlerContext:
     @property
     def conn(self) -> AsyncConnection:
         """The transaction shared with the outcome record (async handlers only)."""
+        self.conn_used = True
+        if self._conn is None and self._lazy:
+            raise ConnectionWanted
         if self._conn is None:
             raise ConfigurationError(
                 "ctx.conn is only available to async handlers: a plain-def handler runs in "

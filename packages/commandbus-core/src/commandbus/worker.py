@@ -47,7 +47,12 @@ from commandbus._validation import (
     check_positive_seconds,
     check_schema,
 )
-from commandbus.handlers import HandlerContext, HandlerRegistry, is_async_handler
+from commandbus.handlers import (
+    ConnectionWanted,
+    HandlerContext,
+    HandlerRegistry,
+    is_async_handler,
+)
 from commandbus.models import Command, CommandStatus
 from commandbus.retry import RetryPolicy
 
@@ -144,6 +149,10 @@ class Worker:
         self._handling = 0  # in-flight commands whose handler has not returned yet
         self._recording_allowance = 0
         self._warned_commits: set[str] = set()
+        # Command types whose handler ran without touching ctx.conn (run without one),
+        # and those that asked for it at least once (always get one).
+        self._without_conn: set[str] = set()
+        self._needs_conn: set[str] = set()
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._pending_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -354,24 +363,52 @@ class Worker:
         return await self._run_in_thread(handler, lease)
 
     async def _run_async(self, handler: Any, lease: Lease) -> Outcome | None:
-        """Run on a pool connection (``ctx.conn``); if the handler used it, record the
-        outcome there too. Every path below ends the transaction itself, so the
-        connection goes back without ``pool.connection()``'s extra commit step (it costs
-        per command)."""
-        async with lent_to_handler(self.pool) as lent:
-            return await self._run_on(lent, handler, lease)
+        """Run the handler; with a pool connection (``ctx.conn``) only if it needs one.
 
-    async def _run_on(self, lent: LentConnection, handler: Any, lease: Lease) -> Outcome | None:
-        conn = lent.conn
-        ctx = self._context(lease, conn)
+        Each command type's first run gets a connection. A handler that did not touch
+        ``ctx.conn`` then runs without one (no pool checkout, its outcome batched by the
+        completer); should it ask for ``ctx.conn`` after all, it is run again at once,
+        with a connection, within the same lease, and its type keeps one from then on.
+        """
+        kind = lease.command.command_type
+        if kind in self._without_conn:
+            ctx = self._context(lease, None, lazy=True)
+            try:
+                outcome = await self._call(handler, lease, ctx)
+            except ConnectionWanted:
+                pass
+            else:
+                if not ctx.conn_used:  # (a handler that swallowed ConnectionWanted)
+                    return outcome
+            self._without_conn.discard(kind)
+            self._needs_conn.add(kind)
+        # Every path below ends the transaction itself, so the connection goes back
+        # without pool.connection()'s extra commit step (it costs per command).
+        async with lent_to_handler(self.pool) as lent:
+            ctx = self._context(lease, lent.conn)
+            outcome_or_none = await self._run_on(lent, ctx, handler, lease)
+        if not ctx.conn_used and kind not in self._needs_conn:
+            self._without_conn.add(kind)
+        return outcome_or_none
+
+    async def _call(self, handler: Any, lease: Lease, ctx: HandlerContext) -> Outcome:
+        """The handler's outcome: its result, or the failure it raised."""
         try:
-            outcome = outcome_for_result(lease, await handler(lease.command, ctx))
+            return outcome_for_result(lease, await handler(lease.command, ctx))
         except Exception as exc:
-            outcome = outcome_for_error(lease, exc, self.retry_policy)
+            return outcome_for_error(lease, exc, self.retry_policy)
         except (SystemExit, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
                 raise  # aimed at this task (worker stop): not the handler's failure
-            outcome = outcome_for_error(lease, exc, self.retry_policy)
+            return outcome_for_error(lease, exc, self.retry_policy)
+
+    async def _run_on(
+        self, lent: LentConnection, ctx: HandlerContext, handler: Any, lease: Lease
+    ) -> Outcome | None:
+        """Run with ``ctx.conn`` lent; if the handler used it, record the outcome in its
+        transaction."""
+        conn = lent.conn
+        outcome = await self._call(handler, lease, ctx)
         status = conn.info.transaction_status
         if status == TransactionStatus.IDLE:
             if lent.handler_committed:
@@ -435,7 +472,9 @@ class Worker:
             return outcome_for_error(lease, exc, self.retry_policy)
         return outcome_for_result(lease, result)
 
-    def _context(self, lease: Lease, conn: AsyncConnection | None) -> HandlerContext:
+    def _context(
+        self, lease: Lease, conn: AsyncConnection | None, *, lazy: bool = False
+    ) -> HandlerContext:
         return HandlerContext(
             attempt=lease.attempt,
             max_attempts=lease.max_attempts,
@@ -444,6 +483,7 @@ class Worker:
             loop=asyncio.get_running_loop(),
             conn=conn,
             forgiven=lease.forgiven,
+            lazy=lazy,
         )
 
     async def _extend_lease(
