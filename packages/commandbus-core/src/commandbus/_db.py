@@ -89,8 +89,13 @@ async def autocommit_connection(pool: AsyncConnectionPool) -> AsyncIterator[Asyn
 
     For work that is one statement, this is one round trip instead of three (BEGIN,
     statement, COMMIT). The pool gets the connection back in the mode it lent it.
+    ``getconn``/``putconn`` rather than ``pool.connection()``: in autocommit there is no
+    transaction for its exit to commit, and its commit step costs on every send, lease
+    and outcome batch. ``putconn`` still rolls back or discards a connection left
+    mid-transaction or mid-query.
     """
-    async with pool.connection() as conn:
+    conn = await pool.getconn()
+    try:
         if conn.autocommit:
             yield conn
             return
@@ -103,6 +108,8 @@ async def autocommit_connection(pool: AsyncConnectionPool) -> AsyncIterator[Asyn
             except psycopg.Error:
                 # Not idle (e.g. cancelled mid-query): the pool must not reuse it as it is.
                 await conn.close()
+    finally:
+        await pool.putconn(conn)
 
 
 async def fetch(pool: AsyncConnectionPool, query: bytes, params: Any) -> list[tuple[Any, ...]]:
