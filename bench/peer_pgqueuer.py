@@ -65,7 +65,10 @@ class PgQueuerPeer:
             )
         if shape == "process_plain":
             return "n/a: entrypoints must be async def"
-        return "QueueManager.run(batch_size=10), LISTEN/NOTIFY, one asyncpg connection"
+        return (
+            "QueueManager.run(batch_size=2, max_concurrent_tasks=4), LISTEN/NOTIFY, "
+            "one asyncpg connection"
+        )
 
     async def send(self, n: int, meter: Meter) -> None:
         conn = await self.connect()
@@ -133,7 +136,7 @@ class PgQueuerPeer:
             stamps.append(time.perf_counter())
             arrived.set()
 
-        task = asyncio.create_task(pgq.qm.run(batch_size=10))
+        task = asyncio.create_task(pgq.qm.run(batch_size=2, max_concurrent_tasks=4))
         try:
             queries = Queries(AsyncpgDriver(conn))
             await asyncio.sleep(0.5)  # let it start listening: run() offers no ready event

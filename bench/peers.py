@@ -90,7 +90,9 @@ def oban_python(explicit: str | None) -> str | None:
         ).stdout.split()
         found = [v for v in bare if v.startswith("3.12.")]
         if found:
-            current = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+            current = subprocess.run(
+                ["pyenv", "version-name"], capture_output=True, text=True, check=False
+            ).stdout.strip()
             env = {**os.environ, "PYENV_VERSION": f"{current}:{found[-1]}"}
             out = subprocess.run(
                 command, cwd=ROOT, capture_output=True, text=True, check=False, env=env
@@ -299,7 +301,9 @@ def main(args: argparse.Namespace) -> None:
                         else run.n
                     )
                     sized = Run(run.shape, n, run.concurrency)
+                    child_started = time.perf_counter()
                     result = measure(library, sized, url)
+                    took = time.perf_counter() - child_started
                     if result is None:
                         continue
                     results.add(library.name, run, result)
@@ -311,7 +315,7 @@ def main(args: argparse.Namespace) -> None:
                     concurrency = f" c={run.concurrency}" if run.concurrency else ""
                     print(
                         f"round {round_no + 1}/{args.rounds} {run.shape}{concurrency} "
-                        f"{library.name} (n={n:,}): {figure}",
+                        f"{library.name} (n={n:,}): {figure} [{took:.0f} s]",
                         file=sys.stderr,
                     )
         server = describe_server(url)
