@@ -30,6 +30,7 @@ from commandbus import (
 from core.helpers import (
     DOMAIN,
     event_types,
+    execute,
     make_worker,
     running,
     wait_for_event,
@@ -240,3 +241,34 @@ async def wait_for_final(bus: CommandBus, command_id: uuid.UUID) -> CommandMetad
 
 async def _value(value: Any) -> Any:
     return value
+
+
+async def test_an_outcome_is_refused_when_the_lease_id_belongs_to_another_worker(
+    pool: AsyncConnectionPool, bus: CommandBus, schema: str
+) -> None:
+    # Leases do not wait for their WAL flush: after a server crash the same lease id may
+    # be handed out again, to another worker. Outcomes check the worker too.
+    started, release = asyncio.Event(), asyncio.Event()
+    registry = HandlerRegistry()
+
+    @registry.handler(DOMAIN, "Slow")
+    async def slow(command: Command, ctx: HandlerContext) -> None:
+        started.set()
+        await release.wait()
+
+    command_id = uuid.uuid4()
+    await bus.send(DOMAIN, "Slow", command_id, {})
+    worker = make_worker(pool, schema, registry)
+    async with running(worker):
+        await asyncio.wait_for(started.wait(), 10)
+        await execute(
+            pool,
+            schema,
+            "UPDATE {schema}.commands SET worker = 'another-host:1:1' WHERE command_id = %s",
+            [command_id],
+        )
+        release.set()
+        await wait_until(lambda: _value(worker.stats["lease_lost"] == 1), what="lease lost")
+
+    meta = await bus.get_command(DOMAIN, command_id)
+    assert meta is not None and meta.status == CommandStatus.IN_PROGRESS

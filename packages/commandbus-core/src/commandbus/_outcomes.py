@@ -211,7 +211,9 @@ def _storable_strings(value: Any) -> bool:
     return True
 
 
-def finish_params(outcomes: Sequence[Outcome], *, schema: str, domain: str) -> dict[str, Any]:
+def finish_params(
+    outcomes: Sequence[Outcome], *, schema: str, domain: str, worker: str
+) -> dict[str, Any]:
     """Column arrays for ``finish.sql``; one NOTIFY per reply queue that gets a reply."""
     channels = {
         reply_channel(schema, o.lease.command.reply_to)
@@ -220,6 +222,7 @@ def finish_params(outcomes: Sequence[Outcome], *, schema: str, domain: str) -> d
     }
     return {
         "domain": domain,
+        "worker": worker,
         "command_id": [o.lease.command.command_id for o in outcomes],
         "lease_id": [o.lease.lease_id for o in outcomes],
         "status": [o.status.value for o in outcomes],

@@ -178,8 +178,7 @@ class Worker:
         self._stop_requested.clear()
         self._stopped.clear()
         self._handling = 0
-        # Look for expired leases first: after a crash, rescue before taking new work.
-        self._expired_waiting, self._solo = True, False
+        self._expired_waiting = self._solo = False  # the first dequeue tells
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
         # Free a slot before its outcome is recorded only if the pool has a connection
@@ -494,6 +493,7 @@ class Worker:
             "command_id": lease.command.command_id,
             "domain": self.domain,
             "lease_id": lease.lease_id,
+            "worker": self.name,
             "seconds": seconds,
         }
         own = (
@@ -580,7 +580,9 @@ class Worker:
 
     async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
         """Record outcomes; returns how many still held their lease (and were recorded)."""
-        params = finish_params(outcomes, schema=self.schema, domain=self.domain)
+        params = finish_params(
+            outcomes, schema=self.schema, domain=self.domain, worker=self.name
+        )
         rows = await fetch_all(conn, _sql.query("finish", self.schema), params)
         finished = {row[0] for row in rows}
         for outcome in outcomes:

@@ -2,5 +2,5 @@
 UPDATE {schema}.commands
 SET vt = now() + make_interval(secs => %(seconds)s)
 WHERE command_id = %(command_id)s AND domain = %(domain)s
-  AND lease_id = %(lease_id)s AND status = 'IN_PROGRESS'
+  AND lease_id = %(lease_id)s AND worker = %(worker)s AND status = 'IN_PROGRESS'
 RETURNING vt

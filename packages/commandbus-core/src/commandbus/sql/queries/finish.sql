@@ -1,6 +1,6 @@
 -- finish: record the outcomes of many leased commands in one statement.
--- A row counts only if its lease is still ours (same lease_id): a handler that overran
--- its lease cannot finish a command another worker has leased since.
+-- A row counts only if its lease is still ours (same lease_id and worker): a handler that
+-- overran its lease cannot finish a command another worker has leased since.
 -- Lookups use `= ANY (array)` so plans stay index lookups whatever the statistics.
 -- retry_delay NULL: the command is done; otherwise it is deliverable again after it.
 -- A success is derived from the row (status COMPLETED, its lease): no audit row. Any
@@ -31,7 +31,7 @@ WITH input AS (
     WHERE c.command_id = ANY (%(command_id)b::uuid[])
       AND c.domain = %(domain)s
       AND c.command_id = i.command_id AND c.lease_id = i.lease_id
-      AND c.status = 'IN_PROGRESS'
+      AND c.worker = %(worker)s AND c.status = 'IN_PROGRESS'
     RETURNING c.command_id, c.command_type, c.correlation_id, c.reply_to, c.leased_at,
               c.worker, i.lease_id, i.result, i.reply_outcome, i.error_code,
               i.error_message, i.event_type, i.details
