@@ -580,9 +580,7 @@ class Worker:
 
     async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
         """Record outcomes; returns how many still held their lease (and were recorded)."""
-        params = finish_params(
-            outcomes, schema=self.schema, domain=self.domain, worker=self.name
-        )
+        params = finish_params(outcomes, schema=self.schema, domain=self.domain, worker=self.name)
         rows = await fetch_all(conn, _sql.query("finish", self.schema), params)
         finished = {row[0] for row in rows}
         for outcome in outcomes:
