@@ -7,14 +7,28 @@ what has been applied.
 
 from __future__ import annotations
 
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+import asyncio
+import logging
+
+from psycopg import AsyncConnection, OperationalError, errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from commandbus import _sql
 from commandbus._db import fetch_all
+from commandbus._errors import ConfigurationError
+from commandbus._tasks import unless_stopped
 from commandbus._validation import check_schema
 
-__all__ = ["migrate", "migration_sql"]
+log = logging.getLogger("commandbus.migrations")
+
+__all__ = [
+    "fail_if_not_migrated",
+    "migrate",
+    "migration_sql",
+    "missing_migrations",
+    "require_migrated",
+    "verify_at_start",
+]
 
 _PRELUDE = """\
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -77,3 +91,65 @@ async def _migrate(conn: AsyncConnection, schema: str) -> list[int]:
             )
             applied_now.append(version)
     return applied_now
+
+
+async def missing_migrations(pool: AsyncConnectionPool, schema: str = "commandbus") -> list[int]:
+    """Versions shipped with this library that ``schema`` lacks (all of them if the schema
+    or its version table does not exist)."""
+    check_schema(schema)
+    shipped = [version for version, _, _ in _sql.migration_files()]
+    exists = "SELECT to_regclass(%s) IS NOT NULL"
+    table = _sql.render("{schema}.schema_version", schema).decode()
+    async with pool.connection() as conn:
+        rows = await fetch_all(conn, exists.encode(), [table])
+        if not rows[0][0]:
+            return shipped
+        versions = _sql.render("SELECT version FROM {schema}.schema_version", schema)
+        done = {row[0] for row in await fetch_all(conn, versions, None)}
+    return [version for version in shipped if version not in done]
+
+
+async def require_migrated(pool: AsyncConnectionPool, schema: str = "commandbus") -> None:
+    """Raise ``ConfigurationError`` unless ``schema`` has every migration of this library:
+    a worker on an unmigrated or misspelled schema must stop at start-up, not fail every
+    poll."""
+    _raise_if_missing(schema, await missing_migrations(pool, schema))
+
+
+async def verify_at_start(
+    pool: AsyncConnectionPool, schema: str, stop: asyncio.Event, grace: float
+) -> None:
+    """A long-running consumer's first step: :func:`require_migrated`, except that a
+    database out of reach is only logged (the consumer's loop retries) and a stop request
+    cuts the wait short."""
+    try:
+        missing = await unless_stopped(missing_migrations(pool, schema), stop, grace)
+    except (OperationalError, PoolTimeout) as exc:
+        log.warning("cannot check schema %r yet (%s); retrying in the fetch loop", schema, exc)
+        return
+    _raise_if_missing(schema, missing)
+
+
+def _raise_if_missing(schema: str, missing: list[int]) -> None:
+    if missing:
+        raise ConfigurationError(
+            f"schema {schema!r} lacks migrations {missing}: is the schema migrated? "
+            f"(commandbus migrate --schema {schema}), or is its name misspelled?"
+        )
+
+
+#: Errors a statement of ours gets from a schema that is missing or not migrated.
+_SCHEMA_ERRORS = (
+    errors.UndefinedTable,
+    errors.UndefinedColumn,
+    errors.UndefinedObject,
+    errors.InvalidSchemaName,
+)
+
+
+async def fail_if_not_migrated(exc: BaseException, pool: AsyncConnectionPool, schema: str) -> None:
+    """After a statement failed with ``exc``: raise ``ConfigurationError`` if the cause is
+    a schema that is missing or behind (a long-running consumer must stop, not retry it
+    every poll); return if the failure is anything else."""
+    if isinstance(exc, _SCHEMA_ERRORS):
+        await require_migrated(pool, schema)

@@ -53,6 +53,7 @@ from commandbus.handlers import (
     HandlerRegistry,
     is_async_handler,
 )
+from commandbus.migrations import fail_if_not_migrated, verify_at_start
 from commandbus.models import Command, CommandStatus
 from commandbus.retry import RetryPolicy
 
@@ -229,6 +230,7 @@ class Worker:
     # -- fetching ------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
+        await verify_at_start(self.pool, self.schema, self._stop_requested, _FETCH_STOP_GRACE_S)
         while not self._stopping:
             if self._expired_waiting or self._solo:
                 # A lease expired without an outcome: its command runs alone, once
@@ -263,7 +265,8 @@ class Worker:
                 leases = await unless_stopped(
                     self._dequeue(wanted), self._stop_requested, _FETCH_STOP_GRACE_S
                 )
-            except Exception:
+            except Exception as exc:
+                await fail_if_not_migrated(exc, self.pool, self.schema)
                 log.exception("dequeue failed for domain %r; retrying", self.domain)
                 leases = []
             self._start(leases)

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from commandbus.cli._args import Parser, UsageError, positive_int
+from commandbus.cli._args import Parser, UsageError, non_negative_seconds, positive_int
 from commandbus.cli._connect import CONNECT_TIMEOUT, connect_kwargs, open_pool, resolve_dsn
 from commandbus.handlers import HandlerRegistry
 from commandbus.worker import Worker
@@ -47,7 +47,11 @@ def add_parser(commands: Any, common: Parser) -> None:
     parser.add_argument("--domain", required=True)
     parser.add_argument("--concurrency", type=positive_int, default=10, help="(default 10)")
     parser.add_argument(
-        "--stop-timeout", type=float, default=30.0, metavar="SECONDS", help="(default 30)"
+        "--stop-timeout",
+        type=non_negative_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="(default 30)",
     )
     parser.add_argument(
         "--threads",

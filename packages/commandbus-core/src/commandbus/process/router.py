@@ -40,6 +40,7 @@ from commandbus._validation import (
     check_positive_seconds,
     check_schema,
 )
+from commandbus.migrations import fail_if_not_migrated, verify_at_start
 from commandbus.models import Reply
 from commandbus.process._advance import Snapshot, Transition, advance, ignore_reason
 from commandbus.process.manager import BaseProcessManager
@@ -177,6 +178,7 @@ class ProcessReplyRouter:
         await self._stopped.wait()
 
     async def _fetch_loop(self) -> None:
+        await verify_at_start(self.pool, self.schema, self._stop_requested, _FETCH_STOP_GRACE_S)
         while not self._stopping:
             free = self.concurrency - len(self._in_flight)
             if free <= 0:
@@ -189,7 +191,8 @@ class ProcessReplyRouter:
                 replies = await unless_stopped(
                     self._queue.read(wanted), self._stop_requested, _FETCH_STOP_GRACE_S
                 )
-            except Exception:
+            except Exception as exc:
+                await fail_if_not_migrated(exc, self.pool, self.schema)
                 log.exception("reading reply queue %r failed; retrying", self.reply_queue)
                 replies = []
             self.stats["received"] += len(replies)
