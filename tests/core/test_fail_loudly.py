@@ -4,6 +4,7 @@ error instead of logging a traceback every poll; bad CLI durations are refused."
 from __future__ import annotations
 
 import asyncio
+import logging
 import textwrap
 import uuid
 from collections.abc import AsyncIterator
@@ -14,14 +15,17 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import (
+    Command,
     CommandBus,
     ConfigurationError,
+    HandlerContext,
     HandlerRegistry,
     ProcessReplyRouter,
     Worker,
 )
 from commandbus.migrations import missing_migrations
 from core._sagas import REPLY_QUEUE, OrderSaga
+from core.helpers import DOMAIN, execute, make_worker, running, wait_until
 from core.test_cli import HANDLERS, db, run_cli
 
 pytestmark = pytest.mark.anyio  # the conftest marks async tests too late for parametrize
@@ -95,3 +99,42 @@ async def test_the_cli_worker_refuses_a_stop_timeout_that_is_not_a_duration(valu
     result = await run_cli("worker", "app:registry", "--domain", "d", "--stop-timeout", value)
     assert result.status == 2
     assert "--stop-timeout" in result.stderr
+
+
+async def test_an_outcome_that_cannot_be_recorded_is_logged_once(
+    pool: AsyncConnectionPool, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await execute(
+        pool,
+        schema,
+        """
+        CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+        CREATE TRIGGER refuse BEFORE UPDATE ON {schema}.commands FOR EACH ROW
+        WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION {schema}.refuse();
+        """,
+    )
+    registry = HandlerRegistry()
+    ran = asyncio.Event()
+
+    @registry.handler(DOMAIN, "Job")
+    async def job(command: Command, ctx: HandlerContext) -> None:
+        ran.set()
+
+    command_id = uuid.uuid4()
+    await CommandBus(pool, schema=schema).send(DOMAIN, "Job", command_id, {})
+    worker = make_worker(pool, schema, registry)
+    with caplog.at_level(logging.ERROR, logger="commandbus"):
+        async with running(worker):
+            await asyncio.wait_for(ran.wait(), 10)
+            await wait_until(
+                lambda: _logged(caplog, str(command_id)), what="the failure to be logged"
+            )
+
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert str(command_id) in errors[0].getMessage()
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in caplog.records)
