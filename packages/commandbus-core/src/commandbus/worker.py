@@ -351,7 +351,9 @@ class Worker:
             self._handling -= 1
             self._slot_freed.set()
         if outcome is not None:
-            await self._record(outcome)
+            # A failure to record was logged once by the completer; the lease will expire.
+            with contextlib.suppress(Exception):
+                await self._record(outcome)
 
     async def _handle(self, lease: Lease) -> Outcome | None:
         """Run the command's handler; its outcome, None if recorded already."""
