@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, migrate, migration_sql
 
-CORE_TABLES = {"schema_version", "commands", "replies", "audit"}
+CORE_TABLES = {"schema_version", "commands", "replies", "audit", "workers"}
 
 
 async def _tables(conn: AsyncConnection, schema: str) -> set[str]:

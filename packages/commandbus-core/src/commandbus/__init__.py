@@ -26,8 +26,10 @@ from commandbus._errors import (
     TransientCommandError,
     ValidationError,
 )
+from commandbus._registry import list_workers
 from commandbus.bus import CommandBus
 from commandbus.handlers import HandlerContext, HandlerRegistry, handler
+from commandbus.health import check_health
 from commandbus.migrations import migrate, migration_sql
 from commandbus.models import (
     AuditEvent,
@@ -38,11 +40,14 @@ from commandbus.models import (
     Command,
     CommandMetadata,
     CommandStatus,
+    HealthCheck,
+    HealthReport,
     Reply,
     ReplyOutcome,
     SendRequest,
     SendResult,
     TroubleshootingItem,
+    WorkerInfo,
 )
 from commandbus.process import (
     BaseProcessManager,
@@ -115,6 +120,8 @@ __all__ = [
     "HandlerContext",
     "HandlerRegistry",
     "HandlerError",
+    "HealthCheck",
+    "HealthReport",
     "InvalidOperationError",
     "ParkedReply",
     "PermanentCommandError",
@@ -136,7 +143,10 @@ __all__ = [
     "TroubleshootingQueue",
     "ValidationError",
     "Worker",
+    "WorkerInfo",
+    "check_health",
     "handler",
+    "list_workers",
     "migrate",
     "read_replies",
     "migration_sql",

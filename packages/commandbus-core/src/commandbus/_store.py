@@ -14,9 +14,21 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import kwargs_row
 
 from commandbus import _sql
-from commandbus.models import AuditEvent, CommandMetadata, CommandStatus, TroubleshootingItem
+from commandbus.models import (
+    AuditEvent,
+    CommandMetadata,
+    CommandStatus,
+    TroubleshootingItem,
+    WorkerInfo,
+)
 
-__all__ = ["ROW_TYPES", "fetch_audit_events", "fetch_commands", "fetch_troubleshooting_items"]
+__all__ = [
+    "ROW_TYPES",
+    "fetch_audit_events",
+    "fetch_commands",
+    "fetch_troubleshooting_items",
+    "fetch_workers",
+]
 
 T = TypeVar("T")
 
@@ -32,6 +44,7 @@ ROW_TYPES: dict[str, Callable[..., Any]] = {
     "batch_commands": _command_metadata,
     "get_audit_trail": AuditEvent,
     "list_troubleshooting": TroubleshootingItem,
+    "list_workers": WorkerInfo,
 }
 
 
@@ -62,3 +75,7 @@ async def fetch_troubleshooting_items(
     conn: AsyncConnection[Any], schema: str, params: Any
 ) -> list[TroubleshootingItem]:
     return await _fetch(conn, "list_troubleshooting", schema, params, TroubleshootingItem)
+
+
+async def fetch_workers(conn: AsyncConnection[Any], schema: str, params: Any) -> list[WorkerInfo]:
+    return await _fetch(conn, "list_workers", schema, params, WorkerInfo)

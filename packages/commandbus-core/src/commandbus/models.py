@@ -17,11 +17,14 @@ __all__ = [
     "Command",
     "CommandMetadata",
     "CommandStatus",
+    "HealthCheck",
+    "HealthReport",
     "Reply",
     "ReplyOutcome",
     "SendRequest",
     "SendResult",
     "TroubleshootingItem",
+    "WorkerInfo",
 ]
 
 
@@ -215,3 +218,53 @@ class BatchInfo:
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One row of the worker registry: a running (or lost) Worker or ProcessReplyRouter."""
+
+    #: ``Worker.name``, ``host:pid:hex``; a router's is built the same way.
+    id: str
+    #: ``"worker"`` or ``"router"``.
+    kind: str
+    host: str
+    pid: int
+    #: The domain a worker serves, or the reply queue a router reads.
+    domain: str
+    concurrency: int
+    #: The ``commandbus-core`` version it runs.
+    version: str
+    #: Commands (replies, for a router) leased and not finished at the last heartbeat.
+    in_flight: int
+    #: Seconds between its heartbeats.
+    heartbeat_interval: float
+    started_at: datetime
+    heartbeat_at: datetime
+    #: Seconds since the last heartbeat, by the database's clock.
+    heartbeat_age: float
+    #: No heartbeat for three intervals: killed hard, hung, or cut off from the database.
+    stale: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One line of a :class:`HealthReport`."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """What :func:`commandbus.check_health` found; healthy when every check passed."""
+
+    checks: list[HealthCheck]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def failed(self) -> list[HealthCheck]:
+        return [check for check in self.checks if not check.ok]

@@ -40,6 +40,7 @@ from commandbus._outcomes import (
     outcome_for_missing_handler,
     outcome_for_result,
 )
+from commandbus._registry import registered
 from commandbus._tasks import unless_stopped, wait_first
 from commandbus._validation import (
     check_name,
@@ -194,15 +195,24 @@ class Worker:
         listener_ready = asyncio.Event()
         background: list[asyncio.Task[None]] = [asyncio.create_task(self._complete_loop())]
         try:
-            if self.use_notify:
-                channel = command_channel(self.schema, self.domain)
-                background.append(
-                    asyncio.create_task(listen(self.pool, channel, self._wake, listener_ready))
-                )
-                await wait_first(listener_ready.wait(), background[-1])
-            self.ready.set()
-            await self._fetch_loop()
-            await self._drain(self._stop_timeout)
+            async with registered(
+                self.pool,
+                schema=self.schema,
+                member=self.name,
+                kind="worker",
+                domain=self.domain,
+                concurrency=self.concurrency,
+                in_flight=lambda: len(self._in_flight),
+            ):
+                if self.use_notify:
+                    channel = command_channel(self.schema, self.domain)
+                    background.append(
+                        asyncio.create_task(listen(self.pool, channel, self._wake, listener_ready))
+                    )
+                    await wait_first(listener_ready.wait(), background[-1])
+                self.ready.set()
+                await self._fetch_loop()
+                await self._drain(self._stop_timeout)
         finally:
             await self._shutdown(background)
 

@@ -33,6 +33,7 @@ from commandbus import _sql
 from commandbus._db import execute, fetch_one
 from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
 from commandbus._listener import listen
+from commandbus._registry import member_id, registered
 from commandbus._tasks import unless_stopped, wait_first
 from commandbus._validation import (
     check_name,
@@ -146,17 +147,26 @@ class ProcessReplyRouter:
         self._stopped.clear()
         background: list[asyncio.Task[None]] = []
         try:
-            if self.use_notify:
-                listener_ready = asyncio.Event()
-                background.append(
-                    asyncio.create_task(
-                        listen(self.pool, self._queue.channel, self._wake, listener_ready)
+            async with registered(
+                self.pool,
+                schema=self.schema,
+                member=member_id(self),
+                kind="router",
+                domain=self.reply_queue,
+                concurrency=self.concurrency,
+                in_flight=lambda: len(self._in_flight),
+            ):
+                if self.use_notify:
+                    listener_ready = asyncio.Event()
+                    background.append(
+                        asyncio.create_task(
+                            listen(self.pool, self._queue.channel, self._wake, listener_ready)
+                        )
                     )
-                )
-                await wait_first(listener_ready.wait(), background[-1])
-            self.ready.set()
-            await self._fetch_loop()
-            await self._drain(self._stop_timeout)
+                    await wait_first(listener_ready.wait(), background[-1])
+                self.ready.set()
+                await self._fetch_loop()
+                await self._drain(self._stop_timeout)
         finally:
             await self._shutdown(background)
 

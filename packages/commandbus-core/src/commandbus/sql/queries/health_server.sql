@@ -1,0 +1,2 @@
+-- health_server: the database answers; its PostgreSQL version, for the report.
+SELECT current_setting('server_version')
