@@ -28,6 +28,7 @@ from commandbus._validation import (
     require_uuid,
 )
 from commandbus.batches import OnBatchComplete
+from commandbus.hooks import CommandSent, Hook, Hooks
 from commandbus.models import (
     AuditEvent,
     BatchCommand,
@@ -59,6 +60,7 @@ class CommandBus:
         *,
         schema: str = "commandbus",
         default_max_attempts: int = 3,
+        hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.pool = pool
         self.schema = check_schema(schema)
@@ -66,6 +68,8 @@ class CommandBus:
             default_max_attempts, 3, "default_max_attempts"
         )
         self._batch_watcher: BatchWatcher | None = None
+        #: Callables that see each command sent (see :mod:`commandbus.hooks`).
+        self.hooks = Hooks(hooks)
 
     async def close(self) -> None:
         """Stop the batch watcher, if any; pending ``on_complete`` callbacks are dropped.
@@ -140,7 +144,31 @@ class CommandBus:
             default_max_attempts=self.default_max_attempts,
             batch_id=batch_id,
         )
-        return await self._execute_send(prepared, conn)
+        results = await self._execute_send(prepared, conn)
+        if self.hooks:
+            await self._emit_sent(requests, results, in_callers_transaction=conn is not None)
+        return results
+
+    async def _emit_sent(
+        self,
+        requests: Sequence[SendRequest],
+        results: Sequence[SendResult],
+        *,
+        in_callers_transaction: bool,
+    ) -> None:
+        """Tell the hooks about commands written. Called by every send path (the sync
+        companion's outbox path too, which writes on the caller's own connection)."""
+        for request, result in zip(requests, results, strict=True):
+            await self.hooks.emit(
+                CommandSent(
+                    request.domain,
+                    request.command_type,
+                    result.command_id,
+                    result.msg_id,
+                    request.priority,
+                    in_callers_transaction,
+                )
+            )
 
     async def _execute_send(
         self, prepared: PreparedSend, conn: AsyncConnection | None

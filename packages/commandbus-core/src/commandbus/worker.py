@@ -16,8 +16,10 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -31,6 +33,7 @@ from commandbus._db import autocommit_connection, fetch_all, fetch_one, tuple_cu
 from commandbus._errors import ConfigurationError, InvalidOperationError
 from commandbus._handler_conn import LentConnection, lent_to_handler
 from commandbus._listener import listen
+from commandbus._observe import finished_event, log_outcome, started_event
 from commandbus._outcomes import (
     Lease,
     Outcome,
@@ -54,6 +57,7 @@ from commandbus.handlers import (
     HandlerRegistry,
     is_async_handler,
 )
+from commandbus.hooks import Hook, Hooks
 from commandbus.migrations import fail_if_not_migrated, verify_at_start
 from commandbus.models import Command, CommandStatus
 from commandbus.retry import RetryPolicy
@@ -106,6 +110,7 @@ class Worker:
         use_notify: bool = True,
         thread_pool_size: int | None = None,
         schema: str = "commandbus",
+        hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.pool = pool
         self.domain = check_name("domain", domain)
@@ -121,6 +126,8 @@ class Worker:
             else check_positive_int("thread_pool_size", thread_pool_size)
         )
         self.schema = check_schema(schema)
+        #: Callables that see each handler start and each recorded outcome (see hooks).
+        self.hooks = Hooks(hooks)
         self._fetch_threshold = 1
         self._expired_waiting = False  # a lease of the domain expired: rescue it next
         self._solo = False  # a rescued command is running: lease nothing else meanwhile
@@ -372,9 +379,17 @@ class Worker:
         handler = self.registry.get(self.domain, lease.command.command_type)
         if handler is None:
             return outcome_for_missing_handler(lease)
+        if not self.hooks:
+            if is_async_handler(handler):
+                return await self._run_async(handler, lease)
+            return await self._run_in_thread(handler, lease)
+        await self.hooks.emit(started_event(lease, self.name))
+        started = time.perf_counter()
         if is_async_handler(handler):
-            return await self._run_async(handler, lease)
-        return await self._run_in_thread(handler, lease)
+            outcome = await self._run_async(handler, lease)
+        else:
+            outcome = await self._run_in_thread(handler, lease)
+        return outcome and replace(outcome, duration=time.perf_counter() - started)
 
     async def _run_async(self, handler: Any, lease: Lease) -> Outcome | None:
         """Run the handler; with a pool connection (``ctx.conn``) only if it needs one.
@@ -430,8 +445,10 @@ class Worker:
             return outcome
         if status == TransactionStatus.INTRANS and outcome.status == CommandStatus.COMPLETED:
             try:
-                if await self._finish(conn, [outcome]):
+                recorded = await self._finish(conn, [outcome])
+                if recorded:
                     await conn.commit()
+                    await self._recorded(recorded)
                 else:  # lease lost: another attempt owns the command and its writes
                     await conn.rollback()
                 return None
@@ -568,7 +585,7 @@ class Worker:
         unrecordable row cannot hold back the others (their leases would expire)."""
         try:
             async with autocommit_connection(self.pool) as conn:  # the statement is atomic
-                await self._finish(conn, [o for o, _ in batch])
+                recorded = await self._finish(conn, [o for o, _ in batch])
         except Exception as exc:
             waiting = [item for item in batch if not item[1].done()]
             if len(batch) > 1 and not isinstance(exc, _UNREACHABLE):
@@ -589,27 +606,39 @@ class Worker:
             if not batch[0][1].done():
                 batch[0][1].set_exception(exc)
             return
+        await self._recorded(recorded)
         for _, done in batch:
             if not done.done():
                 done.set_result(True)
 
-    async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> int:
-        """Record outcomes; returns how many still held their lease (and were recorded)."""
+    async def _finish(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Record outcomes (the caller commits); returns those that still held their
+        lease, for :meth:`_recorded` once committed."""
         params = finish_params(outcomes, schema=self.schema, domain=self.domain, worker=self.name)
         rows = await fetch_all(conn, _sql.query("finish", self.schema), params)
         finished = {row[0] for row in rows}
+        recorded = []
         for outcome in outcomes:
-            if outcome.lease.command.command_id not in finished:
-                self.stats["lease_lost"] += 1
-                log.warning(
-                    "command %s: lease lost before its outcome (%s) was recorded; "
-                    "it will be (or was) redelivered",
-                    outcome.lease.command.command_id,
-                    outcome.event_type,
-                )
-            else:
-                self.stats[_STAT[outcome.event_type]] += 1
-        return len(finished)
+            if outcome.lease.command.command_id in finished:
+                recorded.append(outcome)
+                continue
+            self.stats["lease_lost"] += 1
+            log.warning(
+                "command %s: lease lost before its outcome (%s) was recorded; "
+                "it will be (or was) redelivered",
+                outcome.lease.command.command_id,
+                outcome.event_type,
+            )
+        return recorded
+
+    async def _recorded(self, outcomes: list[Outcome]) -> None:
+        """After the commit: count each outcome, log it, and tell the hooks."""
+        for outcome in outcomes:
+            self.stats[_STAT[outcome.event_type]] += 1
+            log_outcome(outcome, self.name)
+        if self.hooks:
+            for outcome in outcomes:
+                await self.hooks.emit(finished_event(outcome, self.name))
 
     # -- stopping ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import CommandBus, SendRequest, SendResult
 from commandbus._send import prepare_send
 from commandbus.batches import prepare_batch
+from commandbus.hooks import Hook
 from commandbus.models import BatchCommand, BatchInfo, BatchResult
 from commandbus_sync._facade import Facade, as_async_callback, blocking
 from commandbus_sync._outbox import check_connection, execute_send
@@ -53,6 +54,7 @@ class SyncCommandBus(Facade):
         schema: str | None = None,
         default_max_attempts: int | None = None,
         pool_kwargs: Mapping[str, Any] | None = None,
+        hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else get_default_runtime()
         self._target = self._bind(
@@ -63,7 +65,11 @@ class SyncCommandBus(Facade):
             conninfo=conninfo,
             pool_kwargs=None if pool_kwargs is None else dict(pool_kwargs),
             build=CommandBus,
-            settings={"schema": schema, "default_max_attempts": default_max_attempts},
+            settings={
+                "schema": schema,
+                "default_max_attempts": default_max_attempts,
+                "hooks": hooks,
+            },
         )
 
     @property
@@ -124,7 +130,10 @@ class SyncCommandBus(Facade):
             prepared = prepare_send(
                 requests, schema=bus.schema, default_max_attempts=bus.default_max_attempts
             )
-            return execute_send(sync_conn, prepared)
+            results = execute_send(sync_conn, prepared)
+            if bus.hooks:
+                self.runtime.run(bus._emit_sent, requests, results, in_callers_transaction=True)
+            return results
         return self.runtime.run(self._target.send_batch, requests)
 
     get_command = blocking(CommandBus.get_command)

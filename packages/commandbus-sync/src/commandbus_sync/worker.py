@@ -9,12 +9,13 @@ are the core's: nothing is re-implemented here.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import HandlerRegistry, RetryPolicy, ValidationError, Worker
+from commandbus.hooks import Hook
 from commandbus_sync._service import ServiceFacade
 from commandbus_sync.config import configured_thread_pool_size, default_thread_pool_size
 from commandbus_sync.runtime import SyncRuntime, get_default_runtime
@@ -58,6 +59,7 @@ class SyncWorker(ServiceFacade):
         thread_pool_size: int | None = None,
         schema: str | None = None,
         pool_kwargs: Mapping[str, Any] | None = None,
+        hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else get_default_runtime()
         settings = {
@@ -68,6 +70,7 @@ class SyncWorker(ServiceFacade):
             "poll_interval": poll_interval,
             "retry_policy": retry_policy,
             "use_notify": use_notify,
+            "hooks": hooks,
             "thread_pool_size": thread_pool_size,
             "schema": schema,
         }

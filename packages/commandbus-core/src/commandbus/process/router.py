@@ -41,6 +41,7 @@ from commandbus._validation import (
     check_positive_seconds,
     check_schema,
 )
+from commandbus.hooks import Hook, Hooks, ReplyRouted
 from commandbus.migrations import fail_if_not_migrated, verify_at_start
 from commandbus.models import Reply
 from commandbus.process._advance import Snapshot, Transition, advance, ignore_reason
@@ -71,10 +72,13 @@ class ProcessReplyRouter:
         schema: str = "commandbus",
         retry_policy: RetryPolicy | None = None,
         poll_interval: float = 1.0,
+        hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.pool = pool
         self.reply_queue = check_name("reply_queue", reply_queue)
         self.schema = check_schema(schema)
+        #: Callables that see each reply routed (see :mod:`commandbus.hooks`).
+        self.hooks = Hooks(hooks)
         self.concurrency = check_positive_int("concurrency", concurrency)
         self.visibility_timeout = check_positive_seconds("visibility_timeout", visibility_timeout)
         self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
@@ -291,9 +295,25 @@ class ProcessReplyRouter:
                 return
             result = await self._apply(reply)
         except Exception as exc:
-            await self._failed(reply, exc)
+            failed = await self._failed(reply, exc)
+            if failed is not None:
+                await self._routed(reply, failed)
             return
         self.stats[result] += 1
+        await self._routed(reply, result)
+
+    async def _routed(self, reply: Reply, result: str) -> None:
+        if self.hooks:
+            await self.hooks.emit(
+                ReplyRouted(
+                    self.reply_queue,
+                    reply.domain,
+                    reply.command_type,
+                    reply.command_id,
+                    reply.correlation_id,
+                    result,
+                )
+            )
 
     async def _apply(self, reply: Reply) -> str:
         """One transaction; returns the name of the stat it counts toward."""
@@ -339,8 +359,9 @@ class ProcessReplyRouter:
                 await manager.bus._send([transition.next.request], conn=conn)
             return "applied"
 
-    async def _failed(self, reply: Reply, exc: Exception) -> None:
-        """Handling raised: retry after the policy's backoff, or park after the last try."""
+    async def _failed(self, reply: Reply, exc: Exception) -> str | None:
+        """Handling raised: retry after the policy's backoff, or park after the last try.
+        Returns what was done (``retried``, ``parked``), None if recording that failed."""
         attempt = reply.read_count
         try:
             if self.retry_policy.should_retry(attempt):
@@ -355,15 +376,17 @@ class ProcessReplyRouter:
                 )
                 await self._queue.release(reply, delay=delay)
                 self.stats["retried"] += 1
-            else:
-                log.error("reply %s failed %d times; parking it", reply.msg_id, attempt)
-                tb = "".join(traceback.format_exception(exc))
-                reason = f"{type(exc).__name__}: {exc} (after {attempt} attempts)"
-                await self._park_alone(reply, "HANDLING_FAILED", reason, tb)
+                return "retried"
+            log.error("reply %s failed %d times; parking it", reply.msg_id, attempt)
+            tb = "".join(traceback.format_exception(exc))
+            reason = f"{type(exc).__name__}: {exc} (after {attempt} attempts)"
+            await self._park_alone(reply, "HANDLING_FAILED", reason, tb)
+            return "parked"
         except Exception:
             log.exception(
                 "reply %s: recording the failure failed; its lease will expire", reply.msg_id
             )
+            return None
 
     async def _park_alone(self, reply: Reply, code: str, reason: str, tb: str | None) -> None:
         async with self.pool.connection() as conn, conn.transaction():
