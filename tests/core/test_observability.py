@@ -23,7 +23,7 @@ from commandbus import (
     SendRequest,
 )
 from commandbus.hooks import CommandSent, HandlerFinished, HandlerStarted, ReplyRouted
-from core._sagas import SAGA_DOMAIN, saga_env
+from core._sagas import saga_env
 from core.helpers import DOMAIN, make_worker, running, wait_for_status, wait_until
 
 FIELDS = ("domain", "command_type", "command_id", "attempt", "worker")
@@ -169,3 +169,35 @@ async def test_router_hooks_see_each_reply_applied(pool: AsyncConnectionPool, sc
 
 async def _at_least(items: list[Any], n: int) -> bool:
     return len(items) >= n
+
+
+async def test_operator_actions_are_logged_at_info_with_the_operator(
+    pool: AsyncConnectionPool, bus: CommandBus, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from commandbus import PermanentCommandError, TroubleshootingQueue
+
+    registry = HandlerRegistry()
+
+    @registry.handler(DOMAIN, "Broken")
+    async def broken(command: Command, ctx: HandlerContext) -> None:
+        raise PermanentCommandError("BROKEN", "no")
+
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    for command_id in ids:
+        await bus.send(DOMAIN, "Broken", command_id, {})
+    async with running(make_worker(pool, schema, registry)):
+        for command_id in ids:
+            await wait_for_status(bus, DOMAIN, command_id, CommandStatus.IN_TROUBLESHOOTING_QUEUE)
+    tsq = TroubleshootingQueue(pool, schema=schema)
+    with caplog.at_level(logging.INFO, logger="commandbus.troubleshooting"):
+        await tsq.operator_cancel(DOMAIN, ids[0], reason="duplicate order", operator="alice")
+        await tsq.operator_complete(DOMAIN, ids[1], result={"done": True}, operator="bob")
+
+    records = [r for r in caplog.records if r.name == "commandbus.troubleshooting"]
+    actions = [(r.outcome, r.operator, r.command_id) for r in records]  # type: ignore[attr-defined]
+    assert actions == [
+        ("OPERATOR_CANCEL", "alice", str(ids[0])),
+        ("OPERATOR_COMPLETE", "bob", str(ids[1])),
+    ]
+    assert records[0].levelno == logging.INFO
+    assert "duplicate order" in records[0].getMessage()

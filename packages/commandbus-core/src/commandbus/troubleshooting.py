@@ -6,6 +6,7 @@ succeed: the second waits, then finds the command no longer parked.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -27,6 +28,8 @@ from commandbus._validation import (
 from commandbus.models import CommandStatus, ReplyOutcome, TroubleshootingItem
 
 __all__ = ["TroubleshootingQueue"]
+
+log = logging.getLogger("commandbus.troubleshooting")
 
 _PARKED = CommandStatus.IN_TROUBLESHOOTING_QUEUE
 
@@ -69,6 +72,7 @@ class TroubleshootingQueue:
         async with self.pool.connection() as conn, conn.transaction():
             await self._lock_parked(conn, params)
             await execute(conn, _sql.query("operator_retry", self.schema), params)
+        _log_action("OPERATOR_RETRY", params)
 
     async def operator_cancel(
         self, domain: str, command_id: uuid.UUID, *, reason: str, operator: str | None = None
@@ -114,6 +118,7 @@ class TroubleshootingQueue:
             reply_to = await self._lock_parked(conn, params)
             params["channel"] = reply_channel(self.schema, reply_to) if reply_to else ""
             await execute(conn, _sql.query("operator_resolve", self.schema), params)
+        _log_action(params["event_type"], params)
 
     async def _lock_parked(self, conn: AsyncConnection, params: dict[str, Any]) -> str | None:
         """Lock the row; raise unless it is (still) in the troubleshooting queue."""
@@ -154,3 +159,21 @@ class TroubleshootingQueue:
     async def _fetch(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         async with self.pool.connection() as conn:
             return await fetch_all(conn, _sql.query(name, self.schema), params)
+
+
+def _log_action(event_type: str, params: dict[str, Any]) -> None:
+    """One INFO record per operator action, committed, with the command's fields."""
+    log.info(
+        "%s: operator %s on command %s in domain %r%s",
+        event_type,
+        params["operator"],
+        params["command_id"],
+        params["domain"],
+        f" ({params['reason']})" if params.get("reason") else "",
+        extra={
+            "domain": params["domain"],
+            "command_id": str(params["command_id"]),
+            "operator": params["operator"],
+            "outcome": event_type,
+        },
+    )
