@@ -26,7 +26,17 @@ from commandbus._errors import (
     ProcessNotFoundError,
     ValidationError,
 )
-from commandbus.cli import batches, commands, migrate, processes, stats, tsq, worker
+from commandbus.cli import (
+    batches,
+    commands,
+    health,
+    migrate,
+    processes,
+    stats,
+    tsq,
+    worker,
+    workers,
+)
 from commandbus.cli._args import Parser, UsageError, common_options
 
 __all__ = ["build_parser", "main"]
@@ -52,7 +62,7 @@ def build_parser() -> Parser:
     )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options(suppress=True)
-    for module in (migrate, worker, commands, tsq, batches, processes, stats):
+    for module in (migrate, worker, commands, tsq, batches, processes, stats, workers, health):
         module.add_parser(subcommands, common)
     return parser
 
