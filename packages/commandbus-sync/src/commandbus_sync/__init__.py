@@ -8,6 +8,7 @@ method for method.
 from commandbus_sync._errors import AsyncContextError, RuntimeClosedError
 from commandbus_sync.bus import SyncCommandBus
 from commandbus_sync.config import configure
+from commandbus_sync.health import check_health, list_workers
 from commandbus_sync.process import (
     SyncProcessManager,
     SyncProcessReplyRouter,
@@ -27,5 +28,7 @@ __all__ = [
     "SyncRuntime",
     "SyncTroubleshootingQueue",
     "SyncWorker",
+    "check_health",
     "configure",
+    "list_workers",
 ]
