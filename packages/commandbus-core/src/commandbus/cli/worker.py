@@ -19,7 +19,13 @@ from typing import Any
 
 import psycopg
 
-from commandbus.cli._args import Parser, UsageError, non_negative_seconds, positive_int
+from commandbus.cli._args import (
+    Parser,
+    UsageError,
+    non_negative_int,
+    non_negative_seconds,
+    positive_int,
+)
 from commandbus.cli._connect import CONNECT_TIMEOUT, connect_kwargs, open_pool, resolve_dsn
 from commandbus.handlers import HandlerRegistry
 from commandbus.worker import Worker
@@ -60,6 +66,13 @@ def add_parser(commands: Any, common: Parser) -> None:
         metavar="N",
         help="threads for plain-def handlers (default: COMMAND_BUS_SYNC_THREADS with --sync, "
         "else --concurrency)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=non_negative_int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on PORT (needs commandbus[prometheus])",
     )
     parser.add_argument(
         "--sync",
@@ -177,7 +190,27 @@ def _worker(
         concurrency=args.concurrency,
         thread_pool_size=args.threads or threads,
         schema=args.schema,
+        hooks=_metrics_hooks(args),
     )
+
+
+def _metrics_hooks(args: argparse.Namespace) -> list[Any]:
+    """With ``--metrics-port``: serve /metrics (with the database gauges) and return the
+    hook that feeds the counters and histograms."""
+    if args.metrics_port is None:
+        return []
+    try:
+        from commandbus.metrics import Metrics, serve_metrics
+    except ImportError:
+        raise UsageError(
+            '--metrics-port needs prometheus-client: pip install "commandbus[prometheus]"'
+        ) from None
+    metrics = Metrics()
+    server = serve_metrics(
+        args.metrics_port, metrics=metrics, conninfo=resolve_dsn(args), schema=args.schema
+    )
+    log.info("serving Prometheus metrics on port %d (/metrics)", server.server_port)
+    return [metrics]
 
 
 def _log_start(worker: Worker, pool_size: int) -> None:
