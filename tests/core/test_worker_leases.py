@@ -124,8 +124,11 @@ async def test_extend_visibility_keeps_the_lease_for_long_work(
     await bus.send(DOMAIN, "Long", command_id, {})
     first = make_worker(pool, schema, registry, visibility_timeout=LEASE, concurrency=2)
     second = make_worker(pool, schema, idle_registry, visibility_timeout=LEASE, concurrency=2)
-    async with running(first), running(second):
-        meta = await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
+    async with running(first):
+        # The second worker starts once the first holds the lease: it must never take it.
+        await wait_until(lambda: _value(calls == 1), what="the first worker to lease it")
+        async with running(second):
+            meta = await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
 
     assert calls == 1 and stolen == []
     assert meta.attempts == 1 and meta.result == {"attempt": 1}

@@ -76,6 +76,8 @@ _FINISH_GRACE_S = 5.0
 # After stop(), how long a dequeue in progress may still take (a server that is down
 # would otherwise hold the shutdown for the pool's connection timeout).
 _FETCH_STOP_GRACE_S = 1.0
+#: After a failed dequeue, the longest wait before the next one.
+_RETRY_AFTER_FAILURE_S = 1.0
 #: Outcome statements in flight at once.
 _FINISHERS = 4
 #: Most messages leased by one statement.
@@ -278,6 +280,7 @@ class Worker:
                 continue
             self._wake.clear()
             wanted = min(free, _FETCH_BATCH)
+            pause = self.poll_interval
             try:
                 leases = await unless_stopped(
                     self._dequeue(wanted), self._stop_requested, _FETCH_STOP_GRACE_S
@@ -286,11 +289,14 @@ class Worker:
                 await fail_if_not_migrated(exc, self.pool, self.schema)
                 log.exception("dequeue failed for domain %r; retrying", self.domain)
                 leases = []
+                # Soon, not after a whole poll interval: a wake-up that came while the
+                # server was away (the listener's, on reconnecting) was spent on this try.
+                pause = min(pause, _RETRY_AFTER_FAILURE_S)
             self._start(leases)
             if len(leases) < wanted and not self._expired_waiting:
                 # The queue is drained: sleep until woken or polled.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), pause)
 
     def _start(self, leases: list[Lease]) -> None:
         expires = asyncio.get_running_loop().time() + self.visibility_timeout

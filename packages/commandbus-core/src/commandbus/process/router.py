@@ -55,6 +55,7 @@ log = logging.getLogger("commandbus.process")
 
 _FETCH_BATCH = 100
 _FETCH_STOP_GRACE_S = 1.0  # after stop(), how long a read in progress may still take
+_RETRY_AFTER_FAILURE_S = 1.0  # after a failed read, the longest wait before the next
 
 
 class ProcessReplyRouter:
@@ -201,6 +202,7 @@ class ProcessReplyRouter:
                 continue
             self._wake.clear()
             wanted = min(free, _FETCH_BATCH)
+            pause = self.poll_interval
             try:
                 replies = await unless_stopped(
                     self._queue.read(wanted), self._stop_requested, _FETCH_STOP_GRACE_S
@@ -209,12 +211,13 @@ class ProcessReplyRouter:
                 await fail_if_not_migrated(exc, self.pool, self.schema)
                 log.exception("reading reply queue %r failed; retrying", self.reply_queue)
                 replies = []
+                pause = min(pause, _RETRY_AFTER_FAILURE_S)  # soon, not a whole poll interval
             self.stats["received"] += len(replies)
             for reply in sorted(replies, key=lambda r: r.msg_id):
                 self._spawn(reply)
             if len(replies) < wanted:  # drained: sleep until woken or polled
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), pause)
 
     def _spawn(self, reply: Reply) -> None:
         """Start applying ``reply``, after any earlier reply of the same process."""
