@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -31,7 +32,9 @@ async def _wait_all_done(worker: Worker, n: int) -> None:
         await asyncio.sleep(0.005)
 
 
-async def throughput(url: str, n: int, concurrency: int, plain: bool) -> float:
+async def throughput(
+    url: str, n: int, concurrency: int, plain: bool, hooks: list[Any] | None = None
+) -> float:
     async with fresh_schema_pool(url, max_size=concurrency + 4) as (pool, schema):
         bus = CommandBus(pool, schema=schema)
         registry = HandlerRegistry()
@@ -51,7 +54,12 @@ async def throughput(url: str, n: int, concurrency: int, plain: bool) -> float:
                 ]
             )
         worker = Worker(
-            pool, domain=DOMAIN, registry=registry, concurrency=concurrency, schema=schema
+            pool,
+            domain=DOMAIN,
+            registry=registry,
+            concurrency=concurrency,
+            schema=schema,
+            hooks=hooks,
         )
         t0 = time.perf_counter()
         task = asyncio.create_task(worker.run())
@@ -109,6 +117,29 @@ async def main() -> None:
             print(f"{'plain def':<10}{c:>12}{rate:>14,.0f}")
         p50, p99 = await latency(url, 300)
         print(f"idle send-to-handler latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        await metrics_cost(url, args.n)
+
+
+async def metrics_cost(url: str, n: int, rounds: int = 3) -> None:
+    """A/B in one run: async no-op at c=100 without hooks, and with the Prometheus hook
+    (skipped when prometheus-client is not installed)."""
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from commandbus.metrics import Metrics
+    except ImportError:
+        print("metrics A/B skipped: prometheus-client is not installed")
+        return
+    plain_rates, metric_rates = [], []
+    for _ in range(rounds):
+        plain_rates.append(await throughput(url, n, 100, plain=False))
+        hooks = [Metrics(CollectorRegistry())]
+        metric_rates.append(await throughput(url, n, 100, plain=False, hooks=hooks))
+    off, on = statistics.median(plain_rates), statistics.median(metric_rates)
+    print(
+        f"metrics A/B (c=100, medians of {rounds}): without {off:,.0f}/s, "
+        f"with Prometheus hook {on:,.0f}/s, cost {1 - on / off:.1%}"
+    )
 
 
 if __name__ == "__main__":

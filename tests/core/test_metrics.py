@@ -19,6 +19,7 @@ from commandbus import (
     HandlerRegistry,
     PermanentCommandError,
 )
+from commandbus.hooks import CommandSent
 from commandbus.metrics import DatabaseCollector, Metrics, serve_metrics
 from core.helpers import DOMAIN, make_worker, running, wait_for_status
 
@@ -86,7 +87,7 @@ async def test_serve_metrics_exposes_counters_and_gauges_over_http(
 ) -> None:
     await bus.send(DOMAIN, "Pay", uuid.uuid4(), {})
     metrics = Metrics(CollectorRegistry())
-    metrics.sent.labels(DOMAIN, "Pay").inc()
+    metrics(CommandSent(DOMAIN, "Pay", uuid.uuid4(), 1, 0, False))
     server = serve_metrics(
         0, addr="127.0.0.1", metrics=metrics, conninfo=database_url, schema=schema
     )

@@ -77,7 +77,7 @@ def started_event(lease: Lease, worker: str) -> HandlerStarted:
     )
 
 
-def finished_event(outcome: Outcome, worker: str) -> HandlerFinished:
+def finished_event(outcome: Outcome, worker: str, duration: float) -> HandlerFinished:
     command = outcome.lease.command
     return HandlerFinished(
         command.domain,
@@ -86,7 +86,7 @@ def finished_event(outcome: Outcome, worker: str) -> HandlerFinished:
         outcome.lease.attempt,
         worker,
         outcome.event_type,
-        outcome.duration,
+        duration,
         outcome.error_type,
         outcome.error_code,
         outcome.retry_delay,

@@ -53,8 +53,6 @@ class Outcome:
     error_traceback: str | None = None
     retry_delay: float | None = None
     reply_outcome: ReplyOutcome | None = None
-    #: Seconds the handler ran; measured only when the worker has hooks.
-    duration: float = 0.0
 
 
 def outcome_for_result(lease: Lease, result: object) -> Outcome:

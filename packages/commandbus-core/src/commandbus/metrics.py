@@ -24,12 +24,21 @@ bounded by your code, not by traffic. ``import commandbus`` never imports this m
 
 from __future__ import annotations
 
+import bisect
+import math
+import threading
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from commandbus import _sql
@@ -39,7 +48,7 @@ from commandbus.hooks import CommandSent, Event, HandlerFinished, HandlerStarted
 __all__ = ["DatabaseCollector", "Metrics", "serve_metrics"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_OUTCOMES = {
+_OUTCOMES = {  # audit event -> the outcome label
     "COMPLETED": "completed",
     "FAILED": "failed",
     "RETRY_SCHEDULED": "retried",
@@ -47,69 +56,106 @@ _OUTCOMES = {
 }
 
 
-class Metrics:
-    """A hook that keeps Prometheus counters and histograms of what it sees."""
+class _Histogram:
+    """Bucket counts and a sum, kept with plain Python (one ``bisect`` per observation)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(_LATENCY_BUCKETS, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*_LATENCY_BUCKETS, math.inf), self.counts, strict=True):
+            running += count
+            cumulative.append(("+Inf" if bound == math.inf else repr(float(bound)), running))
+        return cumulative
+
+
+class Metrics(Collector):
+    """A hook that counts what it sees, and the Prometheus collector that reports it.
+
+    Observing costs a dictionary update (and a ``bisect`` for histograms) per event;
+    Prometheus families are built only when scraped. Register it once per process (the
+    constructor does, on ``registry`` or prometheus_client's default registry).
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = REGISTRY if registry is None else registry
-        kind = ("domain", "command_type")
-        self.sent = Counter(
-            "commandbus_commands_sent", "Commands sent", kind, registry=self.registry
-        )
-        self.handled = Counter(
-            "commandbus_commands_handled",
-            "Handler attempts recorded, by outcome (completed, failed, retried, parked)",
-            (*kind, "outcome"),
-            registry=self.registry,
-        )
-        self.retried = Counter(
-            "commandbus_commands_retried",
-            "Attempts that will be retried",
-            kind,
-            registry=self.registry,
-        )
-        self.parked = Counter(
-            "commandbus_commands_parked",
-            "Commands moved to the troubleshooting queue",
-            kind,
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            "commandbus_handler_duration_seconds",
-            "Time a handler ran",
-            kind,
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.waited = Histogram(
-            "commandbus_send_to_start_seconds",
-            "Time from a command's send to its handler's start",
-            kind,
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.routed = Counter(
-            "commandbus_replies_routed",
-            "Replies handled by a reply router, by result",
-            ("reply_queue", "result"),
-            registry=self.registry,
-        )
+        self._lock = threading.Lock()  # updates on the event loop, reads on scrape
+        self._sent: Counter[tuple[str, str]] = Counter()
+        self._handled: Counter[tuple[str, str, str]] = Counter()
+        self._routed: Counter[tuple[str, str]] = Counter()
+        self._duration: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self._waited: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self.registry.register(self)
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, HandlerFinished):
-            outcome = _OUTCOMES.get(event.outcome, event.outcome.lower())
-            self.handled.labels(event.domain, event.command_type, outcome).inc()
-            self.duration.labels(event.domain, event.command_type).observe(event.duration)
-            if outcome == "retried":
-                self.retried.labels(event.domain, event.command_type).inc()
-            elif outcome == "parked":
-                self.parked.labels(event.domain, event.command_type).inc()
-        elif isinstance(event, HandlerStarted):
-            self.waited.labels(event.domain, event.command_type).observe(event.waited)
-        elif isinstance(event, CommandSent):
-            self.sent.labels(event.domain, event.command_type).inc()
-        elif isinstance(event, ReplyRouted):
-            self.routed.labels(event.reply_queue, event.result).inc()
+        with self._lock:
+            if isinstance(event, HandlerFinished):
+                kind = (event.domain, event.command_type)
+                self._handled[(*kind, _OUTCOMES.get(event.outcome, event.outcome))] += 1
+                self._duration[kind].observe(event.duration)
+            elif isinstance(event, HandlerStarted):
+                self._waited[(event.domain, event.command_type)].observe(event.waited)
+            elif isinstance(event, CommandSent):
+                self._sent[(event.domain, event.command_type)] += 1
+            elif isinstance(event, ReplyRouted):
+                self._routed[(event.reply_queue, event.result)] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            sent, handled, routed = dict(self._sent), dict(self._handled), dict(self._routed)
+            duration = {k: (h.buckets(), h.total) for k, h in self._duration.items()}
+            waited = {k: (h.buckets(), h.total) for k, h in self._waited.items()}
+        kind = ["domain", "command_type"]
+        family = CounterMetricFamily("commandbus_commands_sent", "Commands sent", labels=kind)
+        for labels, value in sent.items():
+            family.add_metric(list(labels), value)
+        yield family
+        family = CounterMetricFamily(
+            "commandbus_commands_handled",
+            "Handler attempts recorded, by outcome (completed, failed, retried, parked)",
+            labels=[*kind, "outcome"],
+        )
+        for outcome_labels, value in handled.items():
+            family.add_metric(list(outcome_labels), value)
+        yield family
+        for name, outcome, text in (
+            ("commandbus_commands_retried", "retried", "Attempts that will be retried"),
+            ("commandbus_commands_parked", "parked", "Commands moved to troubleshooting"),
+        ):
+            family = CounterMetricFamily(name, text, labels=kind)
+            for (domain, command_type, label), value in handled.items():
+                if label == outcome:
+                    family.add_metric([domain, command_type], value)
+            yield family
+        for name, text, histograms in (
+            ("commandbus_handler_duration_seconds", "Time a handler ran", duration),
+            (
+                "commandbus_send_to_start_seconds",
+                "Time from a command's send to its handler's start",
+                waited,
+            ),
+        ):
+            histogram = HistogramMetricFamily(name, text, labels=kind)
+            for labels, (buckets, total) in histograms.items():
+                histogram.add_metric(list(labels), buckets, total)
+            yield histogram
+        family = CounterMetricFamily(
+            "commandbus_replies_routed",
+            "Replies handled by a reply router, by result",
+            labels=["reply_queue", "result"],
+        )
+        for labels, value in routed.items():
+            family.add_metric(list(labels), value)
+        yield family
 
 
 class DatabaseCollector(Collector):

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -134,6 +133,7 @@ class Worker:
         self._expired_waiting = False  # a lease of the domain expired: rescue it next
         self._solo = False  # a rescued command is running: lease nothing else meanwhile
         self._lease_expiry: dict[int, float] = {}  # in-flight lease id -> loop time it ends
+        self._durations: dict[int, float] = {}  # lease id -> handler seconds (with hooks)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         #: Set once the worker listens for notifications and polls (useful in tests).
         self.ready = asyncio.Event()
@@ -361,6 +361,7 @@ class Worker:
     def _on_task_done(self, lease_id: int, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         self._lease_expiry.pop(lease_id, None)
+        self._durations.pop(lease_id, None)  # an outcome not recorded (lease lost)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("unexpected worker error", exc_info=task.exception())
@@ -385,17 +386,11 @@ class Worker:
         handler = self.registry.get(self.domain, lease.command.command_type)
         if handler is None:
             return outcome_for_missing_handler(lease)
-        if not self.hooks:
-            if is_async_handler(handler):
-                return await self._run_async(handler, lease)
-            return await self._run_in_thread(handler, lease)
-        await self.hooks.emit(started_event(lease, self.name))
-        started = time.perf_counter()
+        if self.hooks:
+            await self.hooks.emit(started_event(lease, self.name))
         if is_async_handler(handler):
-            outcome = await self._run_async(handler, lease)
-        else:
-            outcome = await self._run_in_thread(handler, lease)
-        return outcome and replace(outcome, duration=time.perf_counter() - started)
+            return await self._run_async(handler, lease)
+        return await self._run_in_thread(handler, lease)
 
     async def _run_async(self, handler: Any, lease: Lease) -> Outcome | None:
         """Run the handler; with a pool connection (``ctx.conn``) only if it needs one.
@@ -428,6 +423,7 @@ class Worker:
 
     async def _call(self, handler: Any, lease: Lease, ctx: HandlerContext) -> Outcome:
         """The handler's outcome: its result, or the failure it raised."""
+        started = time.perf_counter()
         try:
             return outcome_for_result(lease, await handler(lease.command, ctx))
         except Exception as exc:
@@ -436,6 +432,9 @@ class Worker:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
                 raise  # aimed at this task (worker stop): not the handler's failure
             return outcome_for_error(lease, exc, self.retry_policy)
+        finally:
+            if self.hooks:
+                self._durations[lease.lease_id] = time.perf_counter() - started
 
     async def _run_on(
         self, lent: LentConnection, ctx: HandlerContext, handler: Any, lease: Lease
@@ -498,6 +497,7 @@ class Worker:
         context = contextvars.copy_context()
         context.run(_current_worker.set, self)  # seen by the handler's thread only
         call = functools.partial(context.run, handler, lease.command, ctx)
+        started = time.perf_counter()
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
@@ -507,6 +507,9 @@ class Worker:
             if isinstance(exc, asyncio.CancelledError) and _cancelling():
                 raise
             return outcome_for_error(lease, exc, self.retry_policy)
+        finally:
+            if self.hooks:
+                self._durations[lease.lease_id] = time.perf_counter() - started
         return outcome_for_result(lease, result)
 
     def _context(
@@ -644,7 +647,8 @@ class Worker:
             log_outcome(outcome, self.name)
         if self.hooks:
             for outcome in outcomes:
-                await self.hooks.emit(finished_event(outcome, self.name))
+                duration = self._durations.pop(outcome.lease.lease_id, 0.0)
+                await self.hooks.emit(finished_event(outcome, self.name, duration))
 
     # -- stopping ------------------------------------------------------------------
 
