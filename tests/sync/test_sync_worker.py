@@ -408,3 +408,35 @@ def test_a_second_sigterm_cancels_the_graceful_stop(
         proc.kill()
         proc.wait()
     assert proc.returncode == 128 + signal.SIGTERM
+
+
+def test_hooks_pass_through_the_sync_facades(
+    runtime: SyncRuntime, sync_pool: AsyncConnectionPool, schema: str, registry: HandlerRegistry
+) -> None:
+    from commandbus.hooks import CommandSent, HandlerFinished
+
+    seen: list[Any] = []
+    bus = SyncCommandBus(pool=sync_pool, runtime=runtime, schema=schema, hooks=[seen.append])
+    worker = SyncWorker(
+        pool=sync_pool,
+        domain=DOMAIN,
+        registry=registry,
+        runtime=runtime,
+        schema=schema,
+        concurrency=4,
+        poll_interval=0.05,
+        hooks=[seen.append],
+    )
+    worker.run(block=False)
+    try:
+        cid = uuid.uuid4()
+        bus.send(DOMAIN, "Plain", cid, {"n": 1})
+        wait_for_status(bus, DOMAIN, cid, CommandStatus.COMPLETED)
+        wait_until(lambda: any(isinstance(e, HandlerFinished) for e in seen), what="the event")
+    finally:
+        worker.stop(timeout=5)
+
+    sent = [e for e in seen if isinstance(e, CommandSent)]
+    finished = [e for e in seen if isinstance(e, HandlerFinished)]
+    assert [e.command_id for e in sent] == [cid]
+    assert [(e.command_id, e.outcome) for e in finished] == [(cid, "COMPLETED")]

@@ -26,6 +26,7 @@ from commandbus import (
     RetryPolicy,
     ValidationError,
 )
+from commandbus.hooks import Hook
 from commandbus_sync._facade import SchemaFacade, blocking
 from commandbus_sync._outbox import check_connection, execute_send
 from commandbus_sync._service import ServiceFacade
@@ -91,6 +92,7 @@ class SyncProcessReplyRouter(ServiceFacade):
         retry_policy: RetryPolicy | None = None,
         poll_interval: float | None = None,
         pool_kwargs: Mapping[str, Any] | None = None,
+        hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else get_default_runtime()
         settings = {
@@ -102,6 +104,7 @@ class SyncProcessReplyRouter(ServiceFacade):
             "schema": schema,
             "retry_policy": retry_policy,
             "poll_interval": poll_interval,
+            "hooks": hooks,
         }
         self._target = self._bind(
             ProcessReplyRouter,
