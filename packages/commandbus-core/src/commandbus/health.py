@@ -28,14 +28,15 @@ import math
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection, errors
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _registry, _sql
-from commandbus._db import autocommit_connection, fetch_all, fetch_one
+from commandbus._db import autocommit_connection, fetch_one
 from commandbus._errors import ValidationError
 from commandbus._store import fetch_workers
 from commandbus._validation import check_name, check_positive_seconds, check_schema
+from commandbus.migrations import applied_migrations, shipped_migrations
 from commandbus.models import HealthCheck, HealthReport
 
 __all__ = ["check_health"]
@@ -117,14 +118,12 @@ class _Run:
         await self._troubleshooting(conn)
 
     async def _migrations(self, conn: AsyncConnection[Any]) -> bool:
-        shipped = [version for version, _, _ in _sql.migration_files()]
+        shipped = shipped_migrations()
         fix = f"run: commandbus migrate --schema {self.schema}"
-        try:
-            rows = await fetch_all(conn, _sql.query("schema_versions", self.schema), None)
-        except (errors.UndefinedTable, errors.InvalidSchemaName):
+        applied = await applied_migrations(conn, self.schema)
+        if applied is None:
             self.add(False, f"schema {self.schema!r} is not migrated ({fix})")
             return False
-        applied = {row[0] for row in rows}
         missing = [version for version in shipped if version not in applied]
         if missing:
             self.add(False, f"schema {self.schema!r} lacks migrations {missing} ({fix})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from psycopg import AsyncConnection, OperationalError, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -25,8 +26,10 @@ __all__ = [
     "fail_if_not_migrated",
     "migrate",
     "migration_sql",
+    "applied_migrations",
     "missing_migrations",
     "require_migrated",
+    "shipped_migrations",
     "verify_at_start",
 ]
 
@@ -93,20 +96,28 @@ async def _migrate(conn: AsyncConnection, schema: str) -> list[int]:
     return applied_now
 
 
+async def applied_migrations(conn: AsyncConnection[Any], schema: str) -> set[int] | None:
+    """The versions applied to ``schema``; None if it has no version table (the schema
+    is missing, misspelled, or was never migrated). One statement on ``conn``."""
+    try:
+        rows = await fetch_all(conn, _sql.query("schema_versions", schema), None)
+    except (errors.UndefinedTable, errors.InvalidSchemaName):
+        return None
+    return {row[0] for row in rows}
+
+
+def shipped_migrations() -> list[int]:
+    """The versions this library ships, in order."""
+    return [version for version, _, _ in _sql.migration_files()]
+
+
 async def missing_migrations(pool: AsyncConnectionPool, schema: str = "commandbus") -> list[int]:
     """Versions shipped with this library that ``schema`` lacks (all of them if the schema
     or its version table does not exist)."""
     check_schema(schema)
-    shipped = [version for version, _, _ in _sql.migration_files()]
-    exists = "SELECT to_regclass(%s) IS NOT NULL"
-    table = _sql.render("{schema}.schema_version", schema).decode()
     async with pool.connection() as conn:
-        rows = await fetch_all(conn, exists.encode(), [table])
-        if not rows[0][0]:
-            return shipped
-        versions = _sql.render("SELECT version FROM {schema}.schema_version", schema)
-        done = {row[0] for row in await fetch_all(conn, versions, None)}
-    return [version for version in shipped if version not in done]
+        applied = await applied_migrations(conn, schema) or set()
+    return [version for version in shipped_migrations() if version not in applied]
 
 
 async def require_migrated(pool: AsyncConnectionPool, schema: str = "commandbus") -> None:
