@@ -28,10 +28,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from commandbus import _sql
 from commandbus._channels import command_channel
+from commandbus._consumer import Consumer
 from commandbus._db import autocommit_connection, fetch_all, fetch_one, tuple_cursor
-from commandbus._errors import ConfigurationError, InvalidOperationError
+from commandbus._errors import InvalidOperationError
 from commandbus._handler_conn import LentConnection, lent_to_handler
-from commandbus._listener import listen
 from commandbus._observe import finished_event, log_outcome, started_event
 from commandbus._outcomes import (
     Lease,
@@ -42,8 +42,7 @@ from commandbus._outcomes import (
     outcome_for_missing_handler,
     outcome_for_result,
 )
-from commandbus._registry import registered
-from commandbus._tasks import unless_stopped, wait_first
+from commandbus._tasks import unless_stopped
 from commandbus._validation import (
     check_name,
     check_positive_int,
@@ -95,8 +94,11 @@ def current_worker() -> Worker | None:
     return _current_worker.get()
 
 
-class Worker:
+class Worker(Consumer):
     """Runs handlers for one domain until :meth:`stop` (or cancellation)."""
+
+    kind = "worker"
+    slot_name = "handlers"
 
     def __init__(
         self,
@@ -135,8 +137,7 @@ class Worker:
         self._lease_expiry: dict[int, float] = {}  # in-flight lease id -> loop time it ends
         self._durations: dict[int, float] = {}  # lease id -> handler seconds (with hooks)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        #: Set once the worker listens for notifications and polls (useful in tests).
-        self.ready = asyncio.Event()
+        self._init_lifecycle()
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "received",
@@ -149,14 +150,6 @@ class Worker:
             ),
             0,
         )
-        self._running = False
-        self._stopping = False
-        self._stop_timeout: float | None = None
-        self._stopped = asyncio.Event()
-        self._stop_requested = asyncio.Event()  # cuts short a dequeue stuck on the server
-        self._wake = asyncio.Event()
-        self._slot_freed = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()
         self._handling = 0  # in-flight commands whose handler has not returned yet
         self._recording_allowance = 0
         self._warned_commits: set[str] = set()
@@ -170,24 +163,16 @@ class Worker:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def required_connections(self) -> int:
-        """Connections this worker may hold at once: one per handler, plus the listener."""
-        return self.concurrency + (1 if self.use_notify else 0)
+    def _member(self) -> str:
+        return self.name
 
-    @property
-    def running(self) -> bool:
-        """True from :meth:`run`'s start until it has shut everything down."""
-        return self._running
+    def _scope(self) -> str:
+        return self.domain
 
-    async def run(self) -> None:
-        """Process commands until :meth:`stop` is called or the task is cancelled."""
-        if self._running:
-            raise InvalidOperationError("this worker is running already")
-        self._check_pool()
-        self._running = True
-        self._stopping = False
-        self._stop_requested.clear()
-        self._stopped.clear()
+    def _channel(self) -> str:
+        return command_channel(self.schema, self.domain)
+
+    def _prepare(self) -> list[asyncio.Task[None]]:
         self._handling = 0
         self._expired_waiting = self._solo = False  # the first dequeue tells
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
@@ -201,50 +186,11 @@ class Worker:
         self._executor = ThreadPoolExecutor(
             self.thread_pool_size, thread_name_prefix=f"commandbus-{self.domain}"
         )
-        listener_ready = asyncio.Event()
-        background: list[asyncio.Task[None]] = [asyncio.create_task(self._complete_loop())]
-        try:
-            async with registered(
-                self.pool,
-                schema=self.schema,
-                member=self.name,
-                kind="worker",
-                domain=self.domain,
-                concurrency=self.concurrency,
-                in_flight=lambda: len(self._in_flight),
-            ):
-                if self.use_notify:
-                    channel = command_channel(self.schema, self.domain)
-                    background.append(
-                        asyncio.create_task(listen(self.pool, channel, self._wake, listener_ready))
-                    )
-                    await wait_first(listener_ready.wait(), background[-1])
-                self.ready.set()
-                await self._fetch_loop()
-                await self._drain(self._stop_timeout)
-        finally:
-            await self._shutdown(background)
+        return [asyncio.create_task(self._complete_loop())]
 
-    async def stop(self, timeout: float | None = 30) -> None:
-        """Stop taking work; let in-flight handlers finish for up to ``timeout`` seconds.
-
-        Handlers still running after the timeout are cancelled and their commands are
-        redelivered when their lease expires. Returns once nothing of the worker is left,
-        except when called from one of the worker's own handlers: it then only asks the
-        worker to stop, and returns at once.
-        """
-        if not self._running:
-            await asyncio.sleep(0)  # a run() task created just before us starts first
-            if not self._running:
-                return
-        self._stop_timeout = timeout
-        self._stopping = True
-        self._stop_requested.set()
-        self._wake.set()
-        self._slot_freed.set()
-        if current_worker() is self or asyncio.current_task() in self._in_flight:
-            return  # called by one of our handlers: waiting for it would wait forever
-        await self._stopped.wait()
+    def _called_by_own_work(self) -> bool:
+        # Plain-def handlers run in threads: current_worker() tells those.
+        return current_worker() is self or super()._called_by_own_work()
 
     # -- fetching ------------------------------------------------------------------
 
@@ -652,34 +598,16 @@ class Worker:
 
     # -- stopping ------------------------------------------------------------------
 
-    async def _drain(self, grace: float | None) -> None:
-        if self._in_flight:
-            _, still_running = await asyncio.wait(set(self._in_flight), timeout=grace)
-            for task in still_running:
-                task.cancel()
-            if still_running:
-                await asyncio.wait(still_running)
+    async def _after_background(self) -> None:
+        for _, done in self._pending:
+            done.cancel()
+        self._pending.clear()
 
-    async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
-        try:
-            for task in list(self._in_flight):
-                task.cancel()
-            if self._in_flight:
-                await asyncio.wait(set(self._in_flight))
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            for _, done in self._pending:
-                done.cancel()
-            self._pending.clear()
-        finally:
-            executor, self._executor = self._executor, None
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
-                await _join_executor(executor)
-            self._running = False
-            self.ready.clear()
-            self._stopped.set()
+    async def _release(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+            await _join_executor(executor)
 
     def _warn_if_threads_short(self) -> None:
         """Plain-``def`` handlers beyond the thread count wait for a thread while their
@@ -694,21 +622,6 @@ class Worker:
                 self.name,
                 self.concurrency,
                 self.thread_pool_size,
-            )
-
-    def _check_pool(self) -> None:
-        max_size = getattr(self.pool, "max_size", None)
-        if not isinstance(self.pool, AsyncConnectionPool) or max_size is None:
-            raise ConfigurationError(
-                f"Worker needs a psycopg_pool.AsyncConnectionPool, got {type(self.pool).__name__}"
-            )
-        needed = self.required_connections()
-        if max_size < needed:
-            raise ConfigurationError(
-                f"pool max_size={max_size} cannot serve this worker: concurrency="
-                f"{self.concurrency} handlers + {needed - self.concurrency} listener connection "
-                f"need {needed}. Raise the pool's max_size to at least {needed} "
-                "(plus what the rest of the process uses) or lower concurrency."
             )
 
 

@@ -30,11 +30,11 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql
+from commandbus._consumer import Consumer
 from commandbus._db import execute, fetch_one
-from commandbus._errors import ConfigurationError, InvalidOperationError, ValidationError
-from commandbus._listener import listen
-from commandbus._registry import member_id, registered
-from commandbus._tasks import unless_stopped, wait_first
+from commandbus._errors import ConfigurationError, ValidationError
+from commandbus._registry import member_id
+from commandbus._tasks import unless_stopped
 from commandbus._validation import (
     check_name,
     check_positive_int,
@@ -58,8 +58,11 @@ _FETCH_STOP_GRACE_S = 1.0  # after stop(), how long a read in progress may still
 _RETRY_AFTER_FAILURE_S = 1.0  # after a failed read, the longest wait before the next
 
 
-class ProcessReplyRouter:
+class ProcessReplyRouter(Consumer):
     """Applies replies from ``reply_queue`` to processes until :meth:`stop`."""
+
+    kind = "router"
+    slot_name = "replies"
 
     def __init__(
         self,
@@ -89,19 +92,10 @@ class ProcessReplyRouter:
         self._queue = ReplyQueue(
             pool, self.reply_queue, schema=self.schema, visibility_timeout=self.visibility_timeout
         )
-        #: Set once the router listens for notifications and polls (useful in tests).
-        self.ready = asyncio.Event()
+        self._init_lifecycle()
         self.stats: dict[str, int] = dict.fromkeys(
             ("received", "applied", "ignored", "parked", "retried", "lease_lost"), 0
         )
-        self._running = False
-        self._stopping = False
-        self._stop_timeout: float | None = None
-        self._stopped = asyncio.Event()
-        self._stop_requested = asyncio.Event()  # cuts short a read stuck on the server
-        self._wake = asyncio.Event()
-        self._slot_freed = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()
         self._tails: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     def _index(
@@ -132,65 +126,14 @@ class ProcessReplyRouter:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def required_connections(self) -> int:
-        """Connections this router may hold at once: one per reply, plus the listener."""
-        return self.concurrency + (1 if self.use_notify else 0)
+    def _member(self) -> str:
+        return member_id(self)
 
-    @property
-    def running(self) -> bool:
-        """True from :meth:`run`'s start until it has shut everything down."""
-        return self._running
+    def _scope(self) -> str:
+        return self.reply_queue
 
-    async def run(self) -> None:
-        """Apply replies until :meth:`stop` is called or the task is cancelled."""
-        if self._running:
-            raise InvalidOperationError("this router is running already")
-        self._check_pool()
-        self._running = True
-        self._stopping = False
-        self._stop_requested.clear()
-        self._stopped.clear()
-        background: list[asyncio.Task[None]] = []
-        try:
-            async with registered(
-                self.pool,
-                schema=self.schema,
-                member=member_id(self),
-                kind="router",
-                domain=self.reply_queue,
-                concurrency=self.concurrency,
-                in_flight=lambda: len(self._in_flight),
-            ):
-                if self.use_notify:
-                    listener_ready = asyncio.Event()
-                    background.append(
-                        asyncio.create_task(
-                            listen(self.pool, self._queue.channel, self._wake, listener_ready)
-                        )
-                    )
-                    await wait_first(listener_ready.wait(), background[-1])
-                self.ready.set()
-                await self._fetch_loop()
-                await self._drain(self._stop_timeout)
-        finally:
-            await self._shutdown(background)
-
-    async def stop(self, timeout: float | None = 30) -> None:
-        """Stop taking replies; let in-flight ones finish for up to ``timeout`` seconds.
-
-        Replies still being applied after the timeout are cancelled (their transaction
-        rolls back) and redelivered when their lease expires.
-        """
-        if not self._running:
-            await asyncio.sleep(0)  # a run() task created just before us starts first
-            if not self._running:
-                return
-        self._stop_timeout = timeout
-        self._stopping = True
-        self._stop_requested.set()
-        self._wake.set()
-        self._slot_freed.set()
-        await self._stopped.wait()
+    def _channel(self) -> str:
+        return self._queue.channel
 
     async def _fetch_loop(self) -> None:
         await verify_at_start(self.pool, self.schema, self._stop_requested, _FETCH_STOP_GRACE_S)
@@ -240,44 +183,8 @@ class ProcessReplyRouter:
         if not task.cancelled() and task.exception() is not None:
             log.error("unexpected router error", exc_info=task.exception())
 
-    async def _drain(self, grace: float | None) -> None:
-        if self._in_flight:
-            _, still_running = await asyncio.wait(set(self._in_flight), timeout=grace)
-            for task in still_running:
-                task.cancel()
-            if still_running:
-                await asyncio.wait(still_running)
-
-    async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
-        try:
-            for task in list(self._in_flight):
-                task.cancel()
-            if self._in_flight:
-                await asyncio.wait(set(self._in_flight))
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-        finally:
-            self._tails.clear()
-            self._running = False
-            self.ready.clear()
-            self._stopped.set()
-
-    def _check_pool(self) -> None:
-        max_size = getattr(self.pool, "max_size", None)
-        if not isinstance(self.pool, AsyncConnectionPool) or max_size is None:
-            raise ConfigurationError(
-                "ProcessReplyRouter needs a psycopg_pool.AsyncConnectionPool, "
-                f"got {type(self.pool).__name__}"
-            )
-        needed = self.required_connections()
-        if max_size < needed:
-            raise ConfigurationError(
-                f"pool max_size={max_size} cannot serve this router: concurrency="
-                f"{self.concurrency} + {needed - self.concurrency} listener connection need "
-                f"{needed}. Raise the pool's max_size to at least {needed} (plus what the rest "
-                "of the process uses) or lower concurrency."
-            )
+    async def _release(self) -> None:
+        self._tails.clear()
 
     # -- applying one reply --------------------------------------------------------
 
