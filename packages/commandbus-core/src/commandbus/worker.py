@@ -13,8 +13,6 @@ import contextlib
 import contextvars
 import functools
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -42,6 +40,7 @@ from commandbus._outcomes import (
     outcome_for_missing_handler,
     outcome_for_result,
 )
+from commandbus._registry import member_id
 from commandbus._tasks import unless_stopped
 from commandbus._validation import (
     check_name,
@@ -136,7 +135,7 @@ class Worker(Consumer):
         self._solo = False  # a rescued command is running: lease nothing else meanwhile
         self._lease_expiry: dict[int, float] = {}  # in-flight lease id -> loop time it ends
         self._durations: dict[int, float] = {}  # lease id -> handler seconds (with hooks)
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.name = member_id(self)
         self._init_lifecycle()
         self.stats: dict[str, int] = dict.fromkeys(
             (

@@ -93,6 +93,8 @@ class ProcessReplyRouter(Consumer):
             pool, self.reply_queue, schema=self.schema, visibility_timeout=self.visibility_timeout
         )
         self._init_lifecycle()
+        #: This router's id (as a worker's name): in the worker registry and logs.
+        self.name = member_id(self)
         self.stats: dict[str, int] = dict.fromkeys(
             ("received", "applied", "ignored", "parked", "retried", "lease_lost"), 0
         )
@@ -127,7 +129,7 @@ class ProcessReplyRouter(Consumer):
     # -- lifecycle -----------------------------------------------------------------
 
     def _member(self) -> str:
-        return member_id(self)
+        return self.name
 
     def _scope(self) -> str:
         return self.reply_queue
