@@ -3,11 +3,17 @@ an HTTP endpoint; and ``import commandbus`` stays free of prometheus_client."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import textwrap
 import urllib.request
 import uuid
+from pathlib import Path
 
+import anyio
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,7 +27,8 @@ from commandbus import (
 )
 from commandbus.hooks import CommandSent
 from commandbus.metrics import DatabaseCollector, Metrics, serve_metrics
-from core.helpers import DOMAIN, make_worker, running, wait_for_status
+from core.helpers import DOMAIN, make_worker, running, wait_for_status, wait_until
+from core.test_cli import HANDLERS, _env, db
 
 KIND = {"domain": DOMAIN, "command_type": "Pay"}
 
@@ -104,3 +111,43 @@ async def test_serve_metrics_exposes_counters_and_gauges_over_http(
 def test_import_commandbus_does_not_import_prometheus_client() -> None:
     code = "import sys, commandbus; assert 'prometheus_client' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_the_cli_worker_serves_metrics_on_the_port_it_is_given(
+    database_url: str, schema: str, bus: CommandBus, tmp_path: Path
+) -> None:
+    (tmp_path / "cli_handlers.py").write_text(textwrap.dedent(HANDLERS))
+    with socket.socket() as probe:  # a free port for the worker to bind
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command_id = uuid.uuid4()
+    await bus.send("cli", "Echo", command_id, {"n": 1})
+    command = [sys.executable, "-m", "commandbus.cli", *db(database_url, schema)]
+    command += ["worker", "cli_handlers:registry", "--domain", "cli", "--metrics-port", str(port)]
+    env = _env(PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    process = await anyio.open_process(command, env=env, stdout=None, stderr=None)
+    async with process:
+        try:
+            await wait_for_status(bus, "cli", command_id, CommandStatus.COMPLETED, timeout=20)
+
+            async def scraped() -> str | None:
+                try:
+                    url = f"http://127.0.0.1:{port}/metrics"
+                    text = await anyio.to_thread.run_sync(_get, url)
+                except OSError:
+                    return None
+                wanted = 'commandbus_commands_handled_total{command_type="Echo",domain="cli"'
+                return text if wanted in text else None
+
+            text = await wait_until(scraped, timeout=20, what="the worker's /metrics")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(10):
+                await process.wait()
+    assert 'outcome="completed"} 1.0' in text
+    assert "commandbus_database_up 1.0" in text
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
