@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from commandbus._errors import ValidationError
+
 __all__ = [
     "CommandSent",
     "Event",
@@ -112,8 +114,6 @@ class Hooks:
         self._hooks: tuple[Hook, ...] = tuple(hooks or ())
         for hook in self._hooks:
             if not callable(hook):
-                from commandbus._errors import ValidationError
-
                 raise ValidationError("hooks", f"{hook!r} is not callable")
         self._failed: set[tuple[int, type]] = set()
 

@@ -80,8 +80,7 @@ async def _migrate(conn: AsyncConnection, schema: str) -> list[int]:
         # Scripts of several statements cannot be prepared, whatever the connection's
         # prepare_threshold (0 would prepare everything).
         await conn.execute(_sql.render(_PRELUDE, schema), prepare=False)
-        versions = _sql.render("SELECT version FROM {schema}.schema_version", schema)
-        done = {row[0] for row in await fetch_all(conn, versions, None)}
+        done = await applied_migrations(conn, schema) or set()  # the prelude made the table
         for version, name, template in _sql.migration_files():
             if version in done:
                 continue
