@@ -9,16 +9,27 @@ before and tears down after a run.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+import logging
+from collections.abc import Awaitable
+from typing import ClassVar, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus._errors import ConfigurationError, InvalidOperationError
 from commandbus._listener import listen
 from commandbus._registry import registered
-from commandbus._tasks import wait_first
+from commandbus._tasks import unless_stopped, wait_first
+from commandbus.migrations import fail_if_not_migrated, verify_at_start
 
-__all__ = ["Consumer"]
+__all__ = ["FETCH_STOP_GRACE_S", "Consumer"]
+
+T = TypeVar("T")
+
+#: After stop(), how long a fetch in progress may still take (a server that is down
+#: would otherwise hold the shutdown for the pool's connection timeout).
+FETCH_STOP_GRACE_S = 1.0
+#: After a failed fetch, the longest wait before the next one.
+_RETRY_AFTER_FAILURE_S = 1.0
 
 
 class Consumer:
@@ -33,6 +44,7 @@ class Consumer:
     schema: str
     concurrency: int
     use_notify: bool
+    poll_interval: float
 
     def _init_lifecycle(self) -> None:
         #: Set once the consumer listens for notifications and polls (useful in tests).
@@ -117,6 +129,9 @@ class Consumer:
                     )
                     await wait_first(listener_ready.wait(), background[-1])
                 self.ready.set()
+                await verify_at_start(
+                    self.pool, self.schema, self._stop_requested, FETCH_STOP_GRACE_S
+                )
                 await self._fetch_loop()
                 await self._drain(self._stop_timeout)
         finally:
@@ -141,6 +156,20 @@ class Consumer:
         if self._called_by_own_work():
             return  # waiting for the caller would wait forever
         await self._stopped.wait()
+
+    async def _fetch(self, fetch: Awaitable[list[T]], log: logging.Logger) -> tuple[list[T], float]:
+        """One fetch of the loop, cut short by :meth:`stop`; with how long to wait for a
+        wake-up if it brought less than asked. A failure stops the consumer if the schema
+        is the cause; otherwise it is logged and the next try comes within a second, not a
+        whole poll interval (a wake-up that came while the server was away, the
+        listener's on reconnecting, was spent on this try)."""
+        try:
+            found = await unless_stopped(fetch, self._stop_requested, FETCH_STOP_GRACE_S)
+        except Exception as exc:
+            await fail_if_not_migrated(exc, self.pool, self.schema)
+            log.exception("%s %r: fetching failed; retrying", self.kind, self._scope())
+            return [], min(self.poll_interval, _RETRY_AFTER_FAILURE_S)
+        return found, self.poll_interval
 
     async def _drain(self, grace: float | None) -> None:
         if self._in_flight:

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from commandbus import _sql
 from commandbus._channels import command_channel
-from commandbus._consumer import Consumer
+from commandbus._consumer import FETCH_STOP_GRACE_S, Consumer
 from commandbus._db import autocommit_connection, fetch_all, fetch_one, tuple_cursor
 from commandbus._errors import InvalidOperationError
 from commandbus._handler_conn import LentConnection, lent_to_handler
@@ -55,7 +55,6 @@ from commandbus.handlers import (
     is_async_handler,
 )
 from commandbus.hooks import Hook, Hooks
-from commandbus.migrations import fail_if_not_migrated, verify_at_start
 from commandbus.models import Command, CommandStatus
 from commandbus.retry import RetryPolicy
 
@@ -70,11 +69,6 @@ _FINISH_BATCH = 200
 _UNREACHABLE = (psycopg.OperationalError, PoolTimeout)
 #: At shutdown, how long outcome statements in flight may still take.
 _FINISH_GRACE_S = 5.0
-# After stop(), how long a dequeue in progress may still take (a server that is down
-# would otherwise hold the shutdown for the pool's connection timeout).
-_FETCH_STOP_GRACE_S = 1.0
-#: After a failed dequeue, the longest wait before the next one.
-_RETRY_AFTER_FAILURE_S = 1.0
 #: Outcome statements in flight at once.
 _FINISHERS = 4
 #: Most messages leased by one statement.
@@ -194,7 +188,6 @@ class Worker(Consumer):
     # -- fetching ------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        await verify_at_start(self.pool, self.schema, self._stop_requested, _FETCH_STOP_GRACE_S)
         while not self._stopping:
             if self._expired_waiting or self._solo:
                 # A lease expired without an outcome: its command runs alone, once
@@ -225,18 +218,7 @@ class Worker(Consumer):
                 continue
             self._wake.clear()
             wanted = min(free, _FETCH_BATCH)
-            pause = self.poll_interval
-            try:
-                leases = await unless_stopped(
-                    self._dequeue(wanted), self._stop_requested, _FETCH_STOP_GRACE_S
-                )
-            except Exception as exc:
-                await fail_if_not_migrated(exc, self.pool, self.schema)
-                log.exception("dequeue failed for domain %r; retrying", self.domain)
-                leases = []
-                # Soon, not after a whole poll interval: a wake-up that came while the
-                # server was away (the listener's, on reconnecting) was spent on this try.
-                pause = min(pause, _RETRY_AFTER_FAILURE_S)
+            leases, pause = await self._fetch(self._dequeue(wanted), log)
             self._start(leases)
             if len(leases) < wanted and not self._expired_waiting:
                 # The queue is drained: sleep until woken or polled.
@@ -263,7 +245,7 @@ class Worker(Consumer):
         """Lease one command whose lease expired and run it alone; False if none is left."""
         try:
             leases = await unless_stopped(
-                self._lease("rescue", 1), self._stop_requested, _FETCH_STOP_GRACE_S
+                self._lease("rescue", 1), self._stop_requested, FETCH_STOP_GRACE_S
             )
         except Exception:
             log.exception("rescuing an expired lease failed for domain %r", self.domain)

@@ -34,7 +34,6 @@ from commandbus._consumer import Consumer
 from commandbus._db import execute, fetch_one
 from commandbus._errors import ConfigurationError, ValidationError
 from commandbus._registry import member_id
-from commandbus._tasks import unless_stopped
 from commandbus._validation import (
     check_name,
     check_positive_int,
@@ -42,7 +41,6 @@ from commandbus._validation import (
     check_schema,
 )
 from commandbus.hooks import Hook, Hooks, ReplyRouted
-from commandbus.migrations import fail_if_not_migrated, verify_at_start
 from commandbus.models import Reply
 from commandbus.process._advance import Snapshot, Transition, advance, ignore_reason
 from commandbus.process.manager import BaseProcessManager
@@ -54,8 +52,6 @@ __all__ = ["ProcessReplyRouter"]
 log = logging.getLogger("commandbus.process")
 
 _FETCH_BATCH = 100
-_FETCH_STOP_GRACE_S = 1.0  # after stop(), how long a read in progress may still take
-_RETRY_AFTER_FAILURE_S = 1.0  # after a failed read, the longest wait before the next
 
 
 class ProcessReplyRouter(Consumer):
@@ -138,7 +134,6 @@ class ProcessReplyRouter(Consumer):
         return self._queue.channel
 
     async def _fetch_loop(self) -> None:
-        await verify_at_start(self.pool, self.schema, self._stop_requested, _FETCH_STOP_GRACE_S)
         while not self._stopping:
             free = self.concurrency - len(self._in_flight)
             if free <= 0:
@@ -147,16 +142,7 @@ class ProcessReplyRouter(Consumer):
                 continue
             self._wake.clear()
             wanted = min(free, _FETCH_BATCH)
-            pause = self.poll_interval
-            try:
-                replies = await unless_stopped(
-                    self._queue.read(wanted), self._stop_requested, _FETCH_STOP_GRACE_S
-                )
-            except Exception as exc:
-                await fail_if_not_migrated(exc, self.pool, self.schema)
-                log.exception("reading reply queue %r failed; retrying", self.reply_queue)
-                replies = []
-                pause = min(pause, _RETRY_AFTER_FAILURE_S)  # soon, not a whole poll interval
+            replies, pause = await self._fetch(self._queue.read(wanted), log)
             self.stats["received"] += len(replies)
             for reply in sorted(replies, key=lambda r: r.msg_id):
                 self._spawn(reply)
