@@ -17,8 +17,10 @@ Two ways to run it, both all or nothing:
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,6 +38,7 @@ from commandbus._validation import (
     dump_json_object,
     require_uuid,
 )
+from commandbus.hooks import Hooks, Sending
 from commandbus.models import SendRequest, SendResult
 
 __all__ = ["PreparedSend", "prepare_send"]
@@ -53,10 +56,26 @@ class PreparedSend:
     keys: tuple[tuple[str, uuid.UUID], ...]
     #: Statements that must commit with the commands, run first in the same transaction.
     prelude: tuple[tuple[bytes, dict[str, Any]], ...] = ()
+    requests: tuple[SendRequest, ...] = ()
 
     def after(self, query: bytes, params: dict[str, Any]) -> PreparedSend:
         """This send, preceded by ``query`` in the same transaction."""
         return replace(self, prelude=(*self.prelude, (query, params)))
+
+    @contextmanager
+    def wrapped(self, hooks: Hooks) -> Iterator[PreparedSend]:
+        """This send inside the hooks' middleware (a send span, say), with the headers they
+        ask for stored on its commands. Every send path writes through this."""
+        if not hooks.wraps:
+            yield self
+            return
+        send = Sending(self.requests)
+        with hooks.sending(send):
+            if not send.headers:
+                yield self
+                return
+            headers = json.dumps(send.headers)
+            yield replace(self, params={**self.params, "trace_context": headers})
 
     def results(self, rows: Iterable[Sequence[Any]]) -> list[SendResult]:
         """Map returned rows to results in request order; missing ones are duplicates."""
@@ -150,6 +169,7 @@ def prepare_send(
         "commands": "[" + ",".join(rows) + "]",
         "batch_id": batch_id,
         "channels": sorted(command_channel(schema, d) for d in due_domains),
+        "trace_context": None,
     }
     return PreparedSend(
         query=_sql.query("send", schema, on_conflict="ON CONFLICT DO NOTHING"),
@@ -158,4 +178,5 @@ def prepare_send(
         params=params,
         domain=requests[0].domain,
         keys=tuple(keys),
+        requests=tuple(requests),
     )

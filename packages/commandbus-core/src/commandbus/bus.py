@@ -173,6 +173,14 @@ class CommandBus:
     async def _execute_send(
         self, prepared: PreparedSend, conn: AsyncConnection | None
     ) -> list[SendResult]:
+        """Write a prepared send (every async send path ends here), inside the hooks'
+        middleware."""
+        with prepared.wrapped(self.hooks) as wrapped:
+            return await self._write(wrapped, conn)
+
+    async def _write(
+        self, prepared: PreparedSend, conn: AsyncConnection | None
+    ) -> list[SendResult]:
         if conn is not None or prepared.prelude:
             async with transaction(self.pool, conn) as tx:
                 for query, params in prepared.prelude:

@@ -14,27 +14,41 @@ committed, an outcome that was recorded): keep it quick, and hand slow work to a
 a thread. A hook that raises is logged once per hook and event type and otherwise
 ignored: observing must never break the work it observes. Metrics
 (:mod:`commandbus.metrics`) are built on this seam.
+
+A :class:`Middleware` is the other kind of hook: it *wraps* a send, a handler run or a
+reply's routing, in the task (or thread) doing it, so it can make a context current for
+the work and store headers with the commands sent. Tracing (:mod:`commandbus.otel`) is
+built on it. Pass one in ``hooks=`` with the callables, or :func:`install` it for every
+bus, worker and router of the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from commandbus._errors import ValidationError
+from commandbus.models import Command, Reply, SendRequest
 
 __all__ = [
     "CommandSent",
     "Event",
     "HandlerFinished",
     "HandlerStarted",
+    "Handling",
     "Hook",
     "Hooks",
+    "Middleware",
     "ReplyRouted",
+    "Routing",
+    "Sending",
+    "install",
+    "uninstall",
 ]
 
 log = logging.getLogger("commandbus.hooks")
@@ -102,27 +116,141 @@ class ReplyRouted:
 
 
 Event: TypeAlias = CommandSent | HandlerStarted | HandlerFinished | ReplyRouted
-Hook: TypeAlias = Callable[[Any], Awaitable[object] | object]
+
+
+@dataclass(slots=True)
+class Sending:
+    """A send about to be written (one statement, one or more commands)."""
+
+    requests: Sequence[SendRequest]
+    #: Headers to store with every command of this send (W3C trace context, say): a
+    #: middleware fills them in when entered; the worker hands them back on
+    #: ``Command.trace_context``, and the command's reply carries them on.
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Handling:
+    """A handler about to run; ``outcome`` and the error fields are filled in before the
+    middleware's context exits (``outcome`` is an audit event type, as on
+    :class:`HandlerFinished`; None if the run was interrupted, by a worker stop)."""
+
+    command: Command
+    attempt: int
+    worker: str
+    outcome: str | None = None
+    error_type: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(slots=True)
+class Routing:
+    """A reply about to be applied by a reply router; ``result`` (as on
+    :class:`ReplyRouted`) is filled in before the middleware's context exits."""
+
+    reply: Reply
+    router: str
+    result: str | None = None
+
+
+class Middleware:
+    """Base of hooks that wrap the work; override the methods you need.
+
+    Each returns a context manager entered around that piece of work, in the task (or the
+    handler's thread) that does it: a context made current there is seen by the work,
+    by what it sends, and by a plain-``def`` handler's thread. A middleware that raises is
+    logged once and bypassed; the work goes on.
+    """
+
+    def sending(self, send: Sending) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def handling(self, run: Handling) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def routing(self, run: Routing) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+
+Hook: TypeAlias = Callable[[Any], Awaitable[object] | object] | Middleware
+
+#: Middleware installed for the whole process (see :func:`install`).
+_installed: tuple[Middleware, ...] = ()
+
+
+def install(middleware: Middleware) -> None:
+    """Wrap the work of every bus, worker and router of this process with ``middleware``
+    (as if passed in each one's ``hooks=``), including those created already."""
+    global _installed
+    if not isinstance(middleware, Middleware):
+        raise ValidationError("middleware", f"{middleware!r} is not a Middleware")
+    if middleware not in _installed:
+        _installed = (*_installed, middleware)
+
+
+def uninstall(middleware: Middleware) -> None:
+    """Undo :func:`install`; a middleware not installed is ignored."""
+    global _installed
+    _installed = tuple(m for m in _installed if m is not middleware)
 
 
 class Hooks:
     """The hooks of one component; calling it with an event runs each of them."""
 
-    __slots__ = ("_failed", "_hooks")
+    __slots__ = ("_all", "_failed", "_hooks", "_middleware")
 
     def __init__(self, hooks: Iterable[Hook] | None = None) -> None:
-        self._hooks: tuple[Hook, ...] = tuple(hooks or ())
-        for hook in self._hooks:
-            if not callable(hook):
-                raise ValidationError("hooks", f"{hook!r} is not callable")
+        self._all: tuple[Hook, ...] = tuple(hooks or ())
+        for hook in self._all:
+            if not callable(hook) and not isinstance(hook, Middleware):
+                raise ValidationError("hooks", f"{hook!r} is neither callable nor a Middleware")
+        self._hooks = tuple(h for h in self._all if not isinstance(h, Middleware))
+        self._middleware = tuple(h for h in self._all if isinstance(h, Middleware))
         self._failed: set[tuple[int, type]] = set()
 
     def __bool__(self) -> bool:
+        """Whether any event hook is registered (events are built only then)."""
         return bool(self._hooks)
 
     @property
     def hooks(self) -> Sequence[Hook]:
-        return self._hooks
+        return self._all
+
+    @property
+    def wraps(self) -> bool:
+        """Whether any middleware (own or installed) wraps the work."""
+        return bool(self._middleware or _installed)
+
+    def sending(self, send: Sending) -> contextlib.AbstractContextManager[None]:
+        return self._wrapped("sending", send)
+
+    def handling(self, run: Handling) -> contextlib.AbstractContextManager[None]:
+        return self._wrapped("handling", run)
+
+    def routing(self, run: Routing) -> contextlib.AbstractContextManager[None]:
+        return self._wrapped("routing", run)
+
+    @contextlib.contextmanager
+    def _wrapped(self, method: str, work: Sending | Handling | Routing) -> Iterator[None]:
+        """Enter each middleware's context around the work. One that fails to enter is
+        skipped; one that fails to exit is logged: the work's own error (if any) wins."""
+        with contextlib.ExitStack() as stack:
+            for middleware in (*self._middleware, *_installed):
+                try:
+                    context = getattr(middleware, method)(work)
+                    stack.enter_context(_guarded(self, middleware, type(work), context))
+                except Exception:
+                    self._log_once(middleware, type(work))
+            yield
+
+    def _log_once(self, hook: object, kind: type) -> None:
+        key = (id(hook), kind)
+        if key not in self._failed:
+            self._failed.add(key)
+            log.exception(
+                "hook %r failed on %s (logged once; the work goes on)", hook, kind.__name__
+            )
 
     async def emit(self, event: Event) -> None:
         for hook in self._hooks:
@@ -131,11 +259,29 @@ class Hooks:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                key = (id(hook), type(event))
-                if key not in self._failed:
-                    self._failed.add(key)
-                    log.exception(
-                        "hook %r failed on %s (logged once; the work goes on)",
-                        hook,
-                        type(event).__name__,
-                    )
+                self._log_once(hook, type(event))
+
+
+@contextlib.contextmanager
+def _guarded(
+    hooks: Hooks,
+    middleware: Middleware,
+    kind: type,
+    context: contextlib.AbstractContextManager[object],
+) -> Iterator[None]:
+    """``context`` entered around the work, with its own failure on exit logged, not
+    raised. A middleware sees the work's error; it never swallows it."""
+    context.__enter__()
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            context.__exit__(type(exc), exc, exc.__traceback__)
+        except Exception as failure:
+            if failure is not exc:
+                hooks._log_once(middleware, kind)
+        raise
+    try:
+        context.__exit__(None, None, None)
+    except Exception:
+        hooks._log_once(middleware, kind)

@@ -77,6 +77,9 @@ class Command:
     reply_to: str | None = None
     batch_id: uuid.UUID | None = None
     created_at: datetime | None = None
+    #: Propagation headers of the trace the command was sent in (see commandbus.otel),
+    #: None unless tracing is on.
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,9 @@ class Reply:
     error_message: str | None = None
     read_count: int = 1
     created_at: datetime | None = None
+    #: Propagation headers of the trace the command was sent in (see commandbus.otel),
+    #: None unless tracing is on.
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,4 +130,5 @@ def _reply(row: Sequence[Any]) -> Reply:
         error_message=row[9],
         read_count=row[10],
         created_at=row[11],
+        trace_context=row[12],
     )

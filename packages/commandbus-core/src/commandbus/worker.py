@@ -54,7 +54,7 @@ from commandbus.handlers import (
     HandlerRegistry,
     is_async_handler,
 )
-from commandbus.hooks import Hook, Hooks
+from commandbus.hooks import Handling, Hook, Hooks
 from commandbus.models import Command, CommandStatus
 from commandbus.retry import RetryPolicy
 
@@ -315,6 +315,21 @@ class Worker(Consumer):
             return outcome_for_missing_handler(lease)
         if self.hooks:
             await self.hooks.emit(started_event(lease, self.name))
+        if not self.hooks.wraps:
+            return await self._run(handler, lease)
+        run = Handling(lease.command, lease.attempt, self.name)
+        with self.hooks.handling(run):
+            outcome = await self._run(handler, lease)
+            if outcome is None:  # recorded already, in the handler's transaction
+                run.outcome = "COMPLETED"
+            else:
+                run.outcome = outcome.event_type
+                run.error_type = outcome.error_type
+                run.error_code = outcome.error_code
+                run.error_message = outcome.error_message
+        return outcome
+
+    async def _run(self, handler: Any, lease: Lease) -> Outcome | None:
         if is_async_handler(handler):
             return await self._run_async(handler, lease)
         return await self._run_in_thread(handler, lease)
@@ -616,9 +631,17 @@ _STAT = {
 
 def _lease(domain: str, row: Sequence[Any]) -> Lease:
     msg_id, lease_id, command_id, command_type, data, correlation_id, reply_to, batch_id = row[:8]
-    created_at, attempts, max_attempts, forgiven = row[8:12]
+    created_at, attempts, max_attempts, forgiven, _priority, trace_context = row[8:14]
     command = Command(
-        domain, command_type, command_id, data, correlation_id, reply_to, batch_id, created_at
+        domain,
+        command_type,
+        command_id,
+        data,
+        correlation_id,
+        reply_to,
+        batch_id,
+        created_at,
+        trace_context,
     )
     return Lease(msg_id, lease_id, command, attempts, max_attempts, forgiven)
 

@@ -24,6 +24,7 @@ from commandbus._db import (
     needs_explicit_savepoint,
 )
 from commandbus._send import PreparedSend
+from commandbus.hooks import Hooks
 
 __all__ = ["check_connection", "execute_send"]
 
@@ -41,15 +42,22 @@ def check_connection(conn: object) -> psycopg.Connection[Any]:
     return conn
 
 
-def execute_send(conn: psycopg.Connection[Any], prepared: PreparedSend) -> list[SendResult]:
+def execute_send(
+    conn: psycopg.Connection[Any], prepared: PreparedSend, hooks: Hooks
+) -> list[SendResult]:
     """Run the prepared send (its prelude first) inside the caller's transaction; on any
     error (a duplicate included) only our statements are rolled back. A plain cursor with
-    tuple rows, whatever the connection's factories, so both paths execute exactly alike."""
-    with _in_callers_transaction(conn), psycopg.Cursor(conn, row_factory=tuple_row) as cur:
-        for query, params in prepared.prelude:
+    tuple rows, whatever the connection's factories, so both paths execute exactly alike.
+    The bus's middleware wraps it here, in the caller's thread and trace context."""
+    with (
+        prepared.wrapped(hooks) as wrapped,
+        _in_callers_transaction(conn),
+        psycopg.Cursor(conn, row_factory=tuple_row) as cur,
+    ):
+        for query, params in wrapped.prelude:
             cur.execute(query, params)
-        cur.execute(prepared.query, prepared.params)
-        return prepared.results(cur.fetchall())
+        cur.execute(wrapped.query, wrapped.params)
+        return wrapped.results(cur.fetchall())
 
 
 @contextmanager

@@ -130,7 +130,7 @@ class SyncCommandBus(Facade):
             prepared = prepare_send(
                 requests, schema=bus.schema, default_max_attempts=bus.default_max_attempts
             )
-            results = execute_send(sync_conn, prepared)
+            results = execute_send(sync_conn, prepared, self._target.hooks)
             if bus.hooks:
                 self.runtime.run(bus._emit_sent, requests, results, in_callers_transaction=True)
             return results
@@ -161,7 +161,7 @@ class SyncCommandBus(Facade):
             batch_id, prepared = prepare_batch(
                 self._target, domain, commands, name=name, custom_data=custom_data
             )
-            results = execute_send(sync_conn, prepared)
+            results = execute_send(sync_conn, prepared, self._target.hooks)
             callback = as_async_callback(on_complete)
             if callback is not None:  # a rolled-back batch is dropped by the watcher later
                 self.runtime.run(

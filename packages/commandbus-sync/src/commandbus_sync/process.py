@@ -59,7 +59,7 @@ class SyncProcessManager:
             return self.runtime.run(self.manager.start, data)
         sync_conn = check_connection(conn)
         process_id, prepared = self.manager.prepare_start(data)
-        execute_send(sync_conn, prepared)
+        execute_send(sync_conn, prepared, self.manager.bus.hooks)
         return process_id
 
 

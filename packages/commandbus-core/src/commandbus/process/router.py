@@ -40,7 +40,7 @@ from commandbus._validation import (
     check_positive_seconds,
     check_schema,
 )
-from commandbus.hooks import Hook, Hooks, ReplyRouted
+from commandbus.hooks import Hook, Hooks, ReplyRouted, Routing
 from commandbus.models import Reply
 from commandbus.process._advance import Snapshot, Transition, advance, ignore_reason
 from commandbus.process.manager import BaseProcessManager
@@ -191,7 +191,7 @@ class ProcessReplyRouter(Consumer):
                 )
                 await self._park_alone(reply, "ATTEMPTS_EXHAUSTED", reason, None)
                 return
-            result = await self._apply(reply)
+            result = await self._apply_wrapped(reply)
         except Exception as exc:
             failed = await self._failed(reply, exc)
             if failed is not None:
@@ -199,6 +199,16 @@ class ProcessReplyRouter(Consumer):
             return
         self.stats[result] += 1
         await self._routed(reply, result)
+
+    async def _apply_wrapped(self, reply: Reply) -> str:
+        """:meth:`_apply` inside the hooks' middleware: a trace span, say, current while
+        the process advances and sends its next command."""
+        if not self.hooks.wraps:
+            return await self._apply(reply)
+        run = Routing(reply, self.name)
+        with self.hooks.routing(run):
+            run.result = await self._apply(reply)
+        return run.result
 
     async def _routed(self, reply: Reply, result: str) -> None:
         if self.hooks:
@@ -310,6 +320,9 @@ class ProcessReplyRouter(Consumer):
             "reason_code": code,
             "reason": reason,
             "traceback": tb,
+            "trace_context": None
+            if reply.trace_context is None
+            else json.dumps(reply.trace_context),
         }
         await execute(conn, _sql.query("reply_park", self.schema), params)
 

@@ -33,14 +33,14 @@ WITH input AS (
       AND c.command_id = i.command_id AND c.lease_id = i.lease_id
       AND c.worker = %(worker)s AND c.status = 'IN_PROGRESS'
     RETURNING c.command_id, c.command_type, c.correlation_id, c.reply_to, c.leased_at,
-              c.worker, i.lease_id, i.result, i.reply_outcome, i.error_code,
+              c.worker, c.trace_context, i.lease_id, i.result, i.reply_outcome, i.error_code,
               i.error_message, i.event_type, i.details
 ), rep AS (
     INSERT INTO {schema}.replies
         (queue, domain, command_id, command_type, correlation_id, outcome, result,
-         error_code, error_message)
+         error_code, error_message, trace_context)
     SELECT reply_to, %(domain)s, command_id, command_type, correlation_id, reply_outcome,
-           result::jsonb, error_code, error_message
+           result::jsonb, error_code, error_message, trace_context
     FROM cmd
     WHERE reply_to IS NOT NULL AND reply_outcome IS NOT NULL
 ), aud AS (

@@ -4,12 +4,12 @@ WITH taken AS (
     DELETE FROM {schema}.parked_replies
     WHERE parked_id = %(parked_id)s
     RETURNING queue, domain, command_id, command_type, correlation_id, outcome, result,
-              error_code, error_message
+              error_code, error_message, trace_context
 )
 INSERT INTO {schema}.replies
     (queue, domain, command_id, command_type, correlation_id, outcome, result, error_code,
-     error_message)
+     error_message, trace_context)
 SELECT queue, domain, command_id, command_type, correlation_id, outcome, result, error_code,
-       error_message
+       error_message, trace_context
 FROM taken
 RETURNING msg_id, queue

@@ -3,11 +3,13 @@
 WITH parked AS (
     INSERT INTO {schema}.parked_replies
         (queue, domain, command_id, command_type, correlation_id, outcome, result,
-         error_code, error_message, read_ct, enqueued_at, reason_code, reason, traceback)
+         error_code, error_message, read_ct, enqueued_at, reason_code, reason, traceback,
+         trace_context)
     VALUES (%(queue)s, %(command_domain)s, %(command_id)s, %(command_type)s,
             %(correlation_id)s::uuid, %(reply_outcome)s, %(reply_data)s::jsonb,
             %(reply_error_code)s, %(reply_error_message)s, %(read_ct)s,
-            %(enqueued_at)s::timestamptz, %(reason_code)s, %(reason)s, %(traceback)s)
+            %(enqueued_at)s::timestamptz, %(reason_code)s, %(reason)s, %(traceback)s,
+            %(trace_context)s::jsonb)
     RETURNING parked_id
 ), noted AS (
     INSERT INTO {schema}.process_audit

@@ -7,14 +7,15 @@
 --     skipped, the caller sees its row missing from the result, raises and rolls back;
 --   "" when the statement runs alone in autocommit: a duplicate fails the whole statement
 --     with unique_violation, so nothing is written, in one round trip.
--- At most one NOTIFY per distinct, due domain.
+-- At most one NOTIFY per distinct, due domain. `trace_context`: the sending span's
+-- propagation headers (JSON), NULL unless tracing is on; one send is one span.
 WITH cmd AS (
     INSERT INTO {schema}.commands
         (domain, command_id, command_type, status, max_attempts, data,
-         correlation_id, reply_to, batch_id, priority, vt)
+         correlation_id, reply_to, batch_id, priority, vt, trace_context)
     SELECT domain, command_id, command_type, 'PENDING', max_attempts, data,
            correlation_id, reply_to, %(batch_id)s::uuid, priority,
-           now() + make_interval(secs => delay)
+           now() + make_interval(secs => delay), %(trace_context)s::jsonb
     FROM jsonb_to_recordset(%(commands)s::jsonb) AS t(
         domain text, command_id uuid, command_type text, max_attempts int, data jsonb,
         correlation_id uuid, reply_to text, delay float8, priority int)
