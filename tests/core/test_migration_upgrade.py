@@ -23,6 +23,7 @@ from commandbus import (
     _sql,
     migrate,
 )
+from commandbus._sql import migration_files
 from commandbus.migrations import _PRELUDE
 from core.helpers import DOMAIN, make_worker, running, wait_for_status
 
@@ -124,7 +125,8 @@ async def test_every_command_of_a_version_3_schema_is_delivered_or_kept_after_up
 
     # Several processes upgrade at once: one applies it, the others find it done.
     applied = await asyncio.gather(*(migrate(old_pool, schema=schema) for _ in range(3)))
-    assert sorted(applied, key=len) == [[], [], [4, 5]]
+    after_3 = [version for version, _, _ in migration_files() if version > 3]
+    assert sorted(applied, key=len) == [[], [], after_3]
 
     ran: list[uuid.UUID] = []
     registry = HandlerRegistry()

@@ -59,6 +59,7 @@ from commandbus.process import (
     ProcessRepository,
     ProcessStatus,
 )
+from commandbus.pruner import PruneResult, Pruner, Retention
 from commandbus.replies import ReplyQueue, read_replies
 from commandbus.retry import RetryPolicy
 from commandbus.troubleshooting import TroubleshootingQueue
@@ -132,9 +133,12 @@ __all__ = [
     "ProcessReplyRouter",
     "ProcessRepository",
     "ProcessStatus",
+    "PruneResult",
+    "Pruner",
     "Reply",
     "ReplyOutcome",
     "ReplyQueue",
+    "Retention",
     "RetryPolicy",
     "SendRequest",
     "SendResult",

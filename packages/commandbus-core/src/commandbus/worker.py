@@ -56,6 +56,7 @@ from commandbus.handlers import (
 )
 from commandbus.hooks import Handling, Hook, Hooks
 from commandbus.models import Command, CommandStatus
+from commandbus.pruner import DEFAULT_RETENTION, Pruner, Retention
 from commandbus.retry import RetryPolicy
 
 __all__ = ["Worker", "current_worker"]
@@ -107,6 +108,7 @@ class Worker(Consumer):
         thread_pool_size: int | None = None,
         schema: str = "commandbus",
         hooks: Sequence[Hook] | None = None,
+        retention: Retention | None = DEFAULT_RETENTION,
     ) -> None:
         self.pool = pool
         self.domain = check_name("domain", domain)
@@ -122,6 +124,9 @@ class Worker(Consumer):
             else check_positive_int("thread_pool_size", thread_pool_size)
         )
         self.schema = check_schema(schema)
+        #: Deletes finished work older than ``retention.older_than`` while the worker runs
+        #: (one pruner at a time does the work across processes); None: ``retention=None``.
+        self.pruner = None if retention is None else Pruner(pool, retention, schema=self.schema)
         #: Callables that see each handler start and each recorded outcome (see hooks).
         self.hooks = Hooks(hooks)
         self._fetch_threshold = 1
@@ -179,7 +184,10 @@ class Worker(Consumer):
         self._executor = ThreadPoolExecutor(
             self.thread_pool_size, thread_name_prefix=f"commandbus-{self.domain}"
         )
-        return [asyncio.create_task(self._complete_loop())]
+        background = [asyncio.create_task(self._complete_loop())]
+        if self.pruner is not None:
+            background.append(asyncio.create_task(self.pruner.run()))
+        return background
 
     def _called_by_own_work(self) -> bool:
         # Plain-def handlers run in threads: current_worker() tells those.

@@ -32,6 +32,7 @@ from commandbus.cli import (
     health,
     migrate,
     processes,
+    retention,
     stats,
     tsq,
     worker,
@@ -62,7 +63,10 @@ def build_parser() -> Parser:
     )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options(suppress=True)
-    for module in (migrate, worker, commands, tsq, batches, processes, stats, workers, health):
+    for module in (
+        *(migrate, worker, commands, tsq, batches, processes, stats, workers, health),
+        retention,
+    ):
         module.add_parser(subcommands, common)
     return parser
 

@@ -1,0 +1,30 @@
+-- prune_commands: delete up to `limit` finished commands (not in a batch) that finished
+-- before `cutoff`, with their audit rows and unread replies. A command of a process stays
+-- as long as its process does (prune_processes.sql deletes the process first).
+-- Finished rows never change again; the status is checked again on delete all the same.
+WITH old AS (
+    SELECT c.domain, c.command_id
+    FROM {schema}.commands c
+    WHERE c.status IN ('COMPLETED', 'FAILED', 'CANCELED') AND c.batch_id IS NULL
+      AND c.updated_at < %(cutoff)s
+      AND (c.correlation_id IS NULL
+           OR NOT EXISTS (SELECT 1 FROM {schema}.processes p
+                          WHERE p.process_id = c.correlation_id))
+    ORDER BY c.updated_at
+    LIMIT %(limit)s
+), del AS (
+    DELETE FROM {schema}.commands c
+    USING old
+    WHERE c.command_id = old.command_id AND c.domain = old.domain
+      AND c.status IN ('COMPLETED', 'FAILED', 'CANCELED')
+    RETURNING c.domain, c.command_id
+), aud AS (
+    DELETE FROM {schema}.audit a
+    USING del
+    WHERE a.command_id = del.command_id AND a.domain = del.domain
+), rep AS (
+    DELETE FROM {schema}.replies r
+    USING del
+    WHERE r.command_id = del.command_id AND r.domain = del.domain
+)
+SELECT count(*) FROM del
