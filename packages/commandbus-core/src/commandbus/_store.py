@@ -42,6 +42,7 @@ ROW_TYPES: dict[str, Callable[..., Any]] = {
     "get_command": _command_metadata,
     "query_commands": _command_metadata,
     "batch_commands": _command_metadata,
+    "console_find_commands": _command_metadata,
     "get_audit_trail": AuditEvent,
     "list_troubleshooting": TroubleshootingItem,
     "list_workers": WorkerInfo,

@@ -35,6 +35,7 @@ from commandbus.cli import (
     retention,
     stats,
     tsq,
+    web,
     worker,
     workers,
 )
@@ -66,6 +67,7 @@ def build_parser() -> Parser:
     for module in (
         *(migrate, worker, commands, tsq, batches, processes, stats, workers, health),
         retention,
+        web,
     ):
         module.add_parser(subcommands, common)
     return parser
