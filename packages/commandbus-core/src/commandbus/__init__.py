@@ -62,7 +62,15 @@ from commandbus.process import (
 from commandbus.pruner import PruneResult, Pruner, Retention
 from commandbus.replies import ReplyQueue, read_replies
 from commandbus.retry import RetryPolicy
-from commandbus.troubleshooting import TroubleshootingQueue
+from commandbus.troubleshooting import (
+    BulkResult,
+    ErrorGroup,
+    TroubleshootingCursor,
+    TroubleshootingDetail,
+    TroubleshootingFilter,
+    TroubleshootingPage,
+    TroubleshootingQueue,
+)
 from commandbus.worker import Worker
 
 if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
@@ -108,6 +116,7 @@ __all__ = [
     "BatchNotFoundError",
     "BatchResult",
     "BatchStatus",
+    "BulkResult",
     "BusinessRuleError",
     "Command",
     "CommandBus",
@@ -117,6 +126,7 @@ __all__ = [
     "CommandStatus",
     "ConfigurationError",
     "DuplicateCommandError",
+    "ErrorGroup",
     "HandlerAlreadyRegisteredError",
     "HandlerContext",
     "HandlerRegistry",
@@ -143,7 +153,11 @@ __all__ = [
     "SendRequest",
     "SendResult",
     "TransientCommandError",
+    "TroubleshootingCursor",
+    "TroubleshootingDetail",
+    "TroubleshootingFilter",
     "TroubleshootingItem",
+    "TroubleshootingPage",
     "TroubleshootingQueue",
     "ValidationError",
     "Worker",

@@ -1,5 +1,6 @@
 -- operator_resolve: an operator ends a parked command (CANCELED or COMPLETED), with the
--- matching reply to its reply_to queue and an audit event naming the operator.
+-- matching reply to its reply_to queue and an audit event naming the operator and the
+-- reason. The reply carries reply_message: a cancel's reason, nothing for a completion.
 WITH cmd AS (
     UPDATE {schema}.commands
     SET status = %(status)s, result = %(result)s::jsonb, updated_at = now()
@@ -11,7 +12,7 @@ WITH cmd AS (
         (queue, domain, command_id, command_type, correlation_id, outcome, result,
          error_code, error_message)
     SELECT reply_to, domain, command_id, command_type, correlation_id, %(outcome)s, result,
-           %(error_code)s, %(reason)s
+           %(error_code)s, %(reply_message)s
     FROM cmd
     WHERE reply_to IS NOT NULL
     RETURNING queue

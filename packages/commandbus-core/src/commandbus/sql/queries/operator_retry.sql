@@ -9,7 +9,8 @@ WITH cmd AS (
 ), aud AS (
     INSERT INTO {schema}.audit (domain, command_id, event_type, details)
     SELECT domain, command_id, 'OPERATOR_RETRY',
-           jsonb_build_object('operator', %(operator)s::text, 'msg_id', msg_id)
+           jsonb_build_object('operator', %(operator)s::text, 'reason', %(reason)s::text,
+                              'msg_id', msg_id)
     FROM cmd
 )
 SELECT msg_id, pg_notify(%(channel)s, '') FROM cmd

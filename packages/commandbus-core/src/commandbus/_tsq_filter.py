@@ -1,0 +1,128 @@
+"""Checks of the troubleshooting queue's search and bulk inputs, done before any query.
+
+Each check raises :class:`ValidationError` naming the argument, so bad input writes
+nothing. Text that goes to the audit trail (operator, reason) must be storable: no NUL,
+which PostgreSQL's text cannot hold, and no lone surrogate, which is not UTF-8.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from commandbus._errors import ValidationError
+from commandbus._tsq_types import TroubleshootingCursor, TroubleshootingFilter
+from commandbus._validation import check_datetime, check_name, require_uuid
+
+__all__ = [
+    "MAX_IDS",
+    "check_limit",
+    "check_text",
+    "cursor_params",
+    "filter_params",
+]
+
+#: Longest operator name, reason, error type or error code accepted.
+MAX_TEXT = 4096
+#: Most command ids one filter may name (one array parameter per chunk statement).
+MAX_IDS = 100_000
+
+
+def check_text(field: str, value: object, *, optional: bool) -> str | None:
+    """A non-blank string PostgreSQL can store (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValidationError(field, "must not be empty")
+    if "\x00" in value:
+        raise ValidationError(field, "contains U+0000 (NUL), which PostgreSQL cannot store")
+    if len(value) > MAX_TEXT:
+        raise ValidationError(field, f"must be at most {MAX_TEXT} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            field, "contains a lone surrogate, which is not Unicode text"
+        ) from None
+    return str.__str__(value)
+
+
+def check_limit(value: object) -> int | None:
+    """None (no bound) or a positive integer."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError("limit", f"must be None or a positive integer, got {value!r}")
+    return int(value)
+
+
+def filter_params(where: object, *, required: bool) -> dict[str, Any]:
+    """Query parameters of ``where``; with ``required``, at least one criterion must be set.
+
+    ``required`` guards the bulk actions: an empty filter would act on every parked
+    command of every domain, which is never a slip one wants to make at 3 a.m.
+    """
+    if where is None and not required:
+        where = TroubleshootingFilter()
+    if not isinstance(where, TroubleshootingFilter):
+        raise ValidationError(
+            "where", f"must be a TroubleshootingFilter, got {type(where).__name__}"
+        )
+    if required and where.is_empty:
+        raise ValidationError(
+            "where",
+            "set at least one criterion (e.g. domain=...): an empty filter would act on "
+            "every command in the troubleshooting queue",
+        )
+    optional_name = _optional(check_name)
+    optional_text = _optional(lambda field, value: check_text(field, value, optional=False))
+    return {
+        "domain": optional_name("domain", where.domain),
+        "command_type": optional_name("command_type", where.command_type),
+        "error_type": optional_text("error_type", where.error_type),
+        "error_code": optional_text("error_code", where.error_code),
+        "parked_after": check_datetime("parked_after", where.parked_after),
+        "parked_before": check_datetime("parked_before", where.parked_before),
+        "command_ids": _ids(where.command_ids),
+    }
+
+
+def cursor_params(after: object) -> dict[str, Any]:
+    """Keyset parameters: the last row of the previous page, or all None for the first."""
+    if after is None:
+        return {"after_parked_at": None, "after_domain": None, "after_command_id": None}
+    if not isinstance(after, TroubleshootingCursor):
+        raise ValidationError(
+            "after", f"must be a TroubleshootingCursor or None, got {type(after).__name__}"
+        )
+    return {
+        "after_parked_at": check_datetime("after.parked_at", after.parked_at),
+        "after_domain": check_name("after.domain", after.domain),
+        "after_command_id": require_uuid("after.command_id", after.command_id),
+    }
+
+
+def _ids(value: object) -> list[uuid.UUID] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | set | frozenset):
+        raise ValidationError(
+            "command_ids", f"must be a sequence of uuid.UUID, got {type(value).__name__}"
+        )
+    if not value:
+        raise ValidationError(
+            "command_ids", "must not be empty (None places no restriction on ids)"
+        )
+    if len(value) > MAX_IDS:
+        raise ValidationError("command_ids", f"must name at most {MAX_IDS} ids")
+    return [require_uuid("command_ids", item) for item in value]
+
+
+def _optional(check: Any) -> Any:
+    def checked(field: str, value: object) -> Any:
+        return None if value is None else check(field, value)
+
+    return checked
