@@ -34,9 +34,7 @@ def password_hash() -> str:
 
 @pytest.fixture
 def app(pool: AsyncConnectionPool, schema: str, password_hash: str) -> Starlette:
-    return create_app(
-        pool, schema=schema, auth=BasicAuth(OPERATOR, password_hash), secret=SECRET
-    )
+    return create_app(pool, schema=schema, auth=BasicAuth(OPERATOR, password_hash), secret=SECRET)
 
 
 @pytest.fixture
