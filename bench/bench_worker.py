@@ -106,8 +106,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, nargs="*", default=[10, 50, 100, 200])
+    parser.add_argument("--hooks-only", action="store_true", help="only the hooks A/B")
     args = parser.parse_args()
     with server_url() as url:
+        if args.hooks_only:
+            await hooks_cost(url, args.n, rounds=5)
+            return
         print(f"{'handler':<10}{'concurrency':>12}{'commands/s':>14}")
         for c in args.concurrency:
             rate = await throughput(url, args.n, c, plain=False)
@@ -117,29 +121,57 @@ async def main() -> None:
             print(f"{'plain def':<10}{c:>12}{rate:>14,.0f}")
         p50, p99 = await latency(url, 300)
         print(f"idle send-to-handler latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-        await metrics_cost(url, args.n)
+        await hooks_cost(url, args.n)
 
 
-async def metrics_cost(url: str, n: int, rounds: int = 3) -> None:
-    """A/B in one run: async no-op at c=100 without hooks, and with the Prometheus hook
-    (skipped when prometheus-client is not installed)."""
+def _observers() -> dict[str, list[Any]]:
+    """The hook sets of the A/B, by name: Prometheus metrics, OpenTelemetry tracing with
+    the SDK recording every span (a batch processor and an exporter that drops them), and
+    both. A variant whose library is not installed is left out."""
+    variants: dict[str, list[Any]] = {"none": []}
     try:
         from prometheus_client import CollectorRegistry
 
         from commandbus.metrics import Metrics
+
+        variants["metrics"] = [Metrics(CollectorRegistry())]
     except ImportError:
-        print("metrics A/B skipped: prometheus-client is not installed")
-        return
-    plain_rates, metric_rates = [], []
+        pass
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+        from commandbus.otel import Tracing
+
+        class Dropped(SpanExporter):
+            def export(self, spans: Any) -> Any:
+                from opentelemetry.sdk.trace.export import SpanExportResult
+
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Dropped()))
+        variants["tracing"] = [Tracing(provider)]
+        if "metrics" in variants:
+            variants["both"] = [*variants["metrics"], Tracing(provider)]
+    except ImportError:
+        pass
+    return variants
+
+
+async def hooks_cost(url: str, n: int, rounds: int = 3) -> None:
+    """A/B in one run, interleaved: async no-op handlers at c=100 with no hooks, with the
+    Prometheus hook, with tracing, and with both; medians of ``rounds``."""
+    variants = _observers()
+    rates: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
-        plain_rates.append(await throughput(url, n, 100, plain=False))
-        hooks = [Metrics(CollectorRegistry())]
-        metric_rates.append(await throughput(url, n, 100, plain=False, hooks=hooks))
-    off, on = statistics.median(plain_rates), statistics.median(metric_rates)
-    print(
-        f"metrics A/B (c=100, medians of {rounds}): without {off:,.0f}/s, "
-        f"with Prometheus hook {on:,.0f}/s, cost {1 - on / off:.1%}"
-    )
+        for name, hooks in variants.items():
+            rates[name].append(await throughput(url, n, 100, plain=False, hooks=hooks or None))
+    off = statistics.median(rates["none"])
+    print(f"hooks A/B (async no-op, c=100, medians of {rounds}, interleaved):")
+    for name, values in rates.items():
+        on = statistics.median(values)
+        print(f"  {name:<8}{on:>12,.0f}/s   cost {1 - on / off:>6.1%}")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ import contextlib
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, TypeAlias
 
 from commandbus._errors import ValidationError
@@ -223,26 +224,13 @@ class Hooks:
         return bool(self._middleware or _installed)
 
     def sending(self, send: Sending) -> contextlib.AbstractContextManager[None]:
-        return self._wrapped("sending", send)
+        return _Around(self, "sending", send)
 
     def handling(self, run: Handling) -> contextlib.AbstractContextManager[None]:
-        return self._wrapped("handling", run)
+        return _Around(self, "handling", run)
 
     def routing(self, run: Routing) -> contextlib.AbstractContextManager[None]:
-        return self._wrapped("routing", run)
-
-    @contextlib.contextmanager
-    def _wrapped(self, method: str, work: Sending | Handling | Routing) -> Iterator[None]:
-        """Enter each middleware's context around the work. One that fails to enter is
-        skipped; one that fails to exit is logged: the work's own error (if any) wins."""
-        with contextlib.ExitStack() as stack:
-            for middleware in (*self._middleware, *_installed):
-                try:
-                    context = getattr(middleware, method)(work)
-                    stack.enter_context(_guarded(self, middleware, type(work), context))
-                except Exception:
-                    self._log_once(middleware, type(work))
-            yield
+        return _Around(self, "routing", run)
 
     def _log_once(self, hook: object, kind: type) -> None:
         key = (id(hook), kind)
@@ -253,35 +241,70 @@ class Hooks:
             )
 
     async def emit(self, event: Event) -> None:
-        for hook in self._hooks:
+        """Run every hook on ``event``, awaiting those that return an awaitable."""
+        pending = self.notify(event)
+        if pending is not None:
+            await pending
+
+    def notify(self, event: Event) -> Awaitable[None] | None:
+        """:meth:`emit` without a coroutine while every hook is plain (it runs per
+        command): None when all ran, else what finishes the rest, to be awaited."""
+        for index, hook in enumerate(self._hooks):
             try:
                 result = hook(event)
-                if inspect.isawaitable(result):
-                    await result
+            except Exception:
+                self._log_once(hook, type(event))
+                continue
+            if inspect.isawaitable(result):
+                return self._finish(event, result, index)
+        return None
+
+    async def _finish(self, event: Event, result: Awaitable[object], index: int) -> None:
+        try:
+            await result
+        except Exception:
+            self._log_once(self._hooks[index], type(event))
+        for hook in self._hooks[index + 1 :]:
+            try:
+                returned = hook(event)
+                if inspect.isawaitable(returned):
+                    await returned
             except Exception:
                 self._log_once(hook, type(event))
 
 
-@contextlib.contextmanager
-def _guarded(
-    hooks: Hooks,
-    middleware: Middleware,
-    kind: type,
-    context: contextlib.AbstractContextManager[object],
-) -> Iterator[None]:
-    """``context`` entered around the work, with its own failure on exit logged, not
-    raised. A middleware sees the work's error; it never swallows it."""
-    context.__enter__()
-    try:
-        yield
-    except BaseException as exc:
-        try:
-            context.__exit__(type(exc), exc, exc.__traceback__)
-        except Exception as failure:
-            if failure is not exc:
-                hooks._log_once(middleware, kind)
-        raise
-    try:
-        context.__exit__(None, None, None)
-    except Exception:
-        hooks._log_once(middleware, kind)
+class _Around:
+    """Each middleware's context around one piece of work (a class, not a generator: it
+    runs per command). One that fails to enter is skipped, one that fails to exit is
+    logged; none can swallow the work's own error."""
+
+    __slots__ = ("_entered", "_hooks", "_method", "_work")
+
+    def __init__(self, hooks: Hooks, method: str, work: Sending | Handling | Routing) -> None:
+        self._hooks = hooks
+        self._method = method
+        self._work = work
+        self._entered: list[tuple[Middleware, contextlib.AbstractContextManager[object]]] = []
+
+    def __enter__(self) -> None:
+        for middleware in (*self._hooks._middleware, *_installed):
+            try:
+                context = getattr(middleware, self._method)(self._work)
+                context.__enter__()
+            except Exception:
+                self._hooks._log_once(middleware, type(self._work))
+            else:
+                self._entered.append((middleware, context))
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for middleware, context in reversed(self._entered):
+            try:
+                context.__exit__(kind, error, tb)
+            except Exception as failure:
+                if failure is not error:
+                    self._hooks._log_once(middleware, type(self._work))

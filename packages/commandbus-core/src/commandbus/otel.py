@@ -28,10 +28,12 @@ OpenTelemetry: this module does, when imported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -62,12 +64,9 @@ class Tracing(Middleware):
     """
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
-        self._tracer = trace.get_tracer(
-            "commandbus", _version(), tracer_provider=tracer_provider
-        )
+        self._tracer = trace.get_tracer("commandbus", _version(), tracer_provider=tracer_provider)
 
-    @contextmanager
-    def sending(self, send: Sending) -> Iterator[None]:
+    def sending(self, send: Sending) -> _SpanScope:
         requests = send.requests
         first = requests[0]
         attributes: dict[str, Any] = {
@@ -83,14 +82,14 @@ class Tracing(Middleware):
                 attributes["messaging.message.conversation_id"] = str(first.correlation_id)
         else:
             attributes["messaging.batch.message_count"] = len(requests)
-        with self._tracer.start_as_current_span(
+        span = self._tracer.start_span(
             f"send {first.domain}", kind=SpanKind.PRODUCER, attributes=attributes
-        ):
-            propagate.inject(send.headers)
-            yield
+        )
+        scope = _SpanScope(span)
+        propagate.inject(send.headers, context=scope.context)
+        return scope
 
-    @contextmanager
-    def handling(self, run: Handling) -> Iterator[None]:
+    def handling(self, run: Handling) -> _SpanScope:
         command = run.command
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
@@ -104,21 +103,15 @@ class Tracing(Middleware):
         }
         if command.correlation_id is not None:
             attributes["messaging.message.conversation_id"] = str(command.correlation_id)
-        parent = propagate.extract(command.trace_context or {})
-        with self._tracer.start_as_current_span(
+        span = self._tracer.start_span(
             f"process {command.domain}",
-            context=parent,
+            context=_extract(command.trace_context),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
-        ) as span:
-            yield
-            if run.outcome is not None:
-                span.set_attribute("commandbus.outcome", run.outcome)
-            if run.outcome not in (None, "COMPLETED"):
-                _failed(span, run)
+        )
+        return _SpanScope(span, functools.partial(_handled, run))
 
-    @contextmanager
-    def routing(self, run: Routing) -> Iterator[None]:
+    def routing(self, run: Routing) -> _SpanScope:
         reply = run.reply
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
@@ -132,30 +125,78 @@ class Tracing(Middleware):
         }
         if reply.correlation_id is not None:
             attributes["messaging.message.conversation_id"] = str(reply.correlation_id)
-        parent = propagate.extract(reply.trace_context or {})
-        with self._tracer.start_as_current_span(
-            f"process {reply.queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
-        ) as span:
-            yield
-            if run.result is not None:
-                span.set_attribute("commandbus.result", run.result)
+        span = self._tracer.start_span(
+            f"process {reply.queue}",
+            context=_extract(reply.trace_context),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        )
+        return _SpanScope(span, functools.partial(_routed, run))
 
 
-def _failed(span: trace.Span, run: Handling) -> None:
-    """A failed attempt: ERROR status and an ``exception`` event, as a raised error would
-    give (the worker turns the handler's exception into an outcome, so none escapes)."""
+class _SpanScope:
+    """A span made current for the work and ended after it; ``finish`` adds what only
+    the end tells (the outcome). A class rather than ``start_as_current_span``: it runs
+    per command, and each layer of generator context managers costs."""
+
+    __slots__ = ("_finish", "_token", "context", "span")
+
+    def __init__(
+        self, span: trace.Span, finish: Callable[[trace.Span], None] | None = None
+    ) -> None:
+        self.span = span
+        self.context = trace.set_span_in_context(span)
+        self._finish = finish
+        self._token: object = None
+
+    def __enter__(self) -> trace.Span:
+        self._token = otel_context.attach(self.context)
+        return self.span
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if error is not None:
+                self.span.record_exception(error)
+                self.span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            elif self._finish is not None:
+                self._finish(self.span)
+        finally:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self.span.end()
+
+
+def _extract(carrier: dict[str, str] | None) -> otel_context.Context | None:
+    """The sender's context from stored headers; None (a new trace) without them."""
+    return propagate.extract(carrier) if carrier else None
+
+
+def _handled(run: Handling, span: trace.Span) -> None:
+    if run.outcome is None:
+        return
+    span.set_attribute("commandbus.outcome", run.outcome)
+    if run.outcome == "COMPLETED":
+        return
+    # A failed attempt: ERROR status and an ``exception`` event, as a raised error would
+    # give (the worker turns the handler's exception into an outcome, so none escapes).
     description = f"{run.error_type}: {run.error_message}" if run.error_type else run.outcome
     span.set_status(Status(StatusCode.ERROR, description))
     if run.error_type:
         span.add_event(
             "exception",
-            {
-                "exception.type": run.error_type,
-                "exception.message": run.error_message or "",
-            },
+            {"exception.type": run.error_type, "exception.message": run.error_message or ""},
         )
     if run.error_code:
         span.set_attribute("error.type", run.error_code)
+
+
+def _routed(run: Routing, span: trace.Span) -> None:
+    if run.result is not None:
+        span.set_attribute("commandbus.result", run.result)
 
 
 def instrument(tracer_provider: trace.TracerProvider | None = None) -> Tracing:

@@ -322,7 +322,9 @@ class Worker(Consumer):
         if handler is None:
             return outcome_for_missing_handler(lease)
         if self.hooks:
-            await self.hooks.emit(started_event(lease, self.name))
+            pending = self.hooks.notify(started_event(lease, self.name))
+            if pending is not None:
+                await pending
         if not self.hooks.wraps:
             return await self._run(handler, lease)
         run = Handling(lease.command, lease.attempt, self.name)
@@ -598,7 +600,9 @@ class Worker(Consumer):
         if self.hooks:
             for outcome in outcomes:
                 duration = self._durations.pop(outcome.lease.lease_id, 0.0)
-                await self.hooks.emit(finished_event(outcome, self.name, duration))
+                pending = self.hooks.notify(finished_event(outcome, self.name, duration))
+                if pending is not None:
+                    await pending
 
     # -- stopping ------------------------------------------------------------------
 
