@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from commandbus._channels import reply_channel
-from commandbus._errors import BusinessRuleError, HandlerError, PermanentCommandError
+from commandbus._errors import (
+    BusinessRuleError,
+    ConfigurationError,
+    HandlerError,
+    PermanentCommandError,
+    ValidationError,
+)
 from commandbus.models import Command, CommandStatus, ReplyOutcome
 from commandbus.retry import RetryPolicy
 
@@ -93,6 +99,11 @@ def outcome_for_result(lease: Lease, result: object) -> Outcome:
     )
 
 
+#: Errors no retry can fix: declared permanent, or misuse of the library inside a
+#: handler (an operator, or a deploy, must fix those).
+_PERMANENT = (PermanentCommandError, ConfigurationError, ValidationError)
+
+
 def outcome_for_error(lease: Lease, exc: BaseException, policy: RetryPolicy) -> Outcome:
     """Business rule → FAILED; permanent → troubleshooting; anything else → retry or TSQ."""
     code = _text(exc.code if isinstance(exc, HandlerError) else type(exc).__name__)
@@ -110,7 +121,7 @@ def outcome_for_error(lease: Lease, exc: BaseException, policy: RetryPolicy) -> 
             error_message=message,
             reply_outcome=ReplyOutcome.FAILED,
         )
-    if isinstance(exc, PermanentCommandError) or lease.counted_attempt >= lease.max_attempts:
+    if isinstance(exc, _PERMANENT) or lease.counted_attempt >= lease.max_attempts:
         return _troubleshoot(lease, error_type, code, message, tb)
     delay = policy.delay_after(lease.counted_attempt)
     return Outcome(

@@ -16,7 +16,10 @@ from commandbus._validation import check_name
 from commandbus.models import Command
 
 if TYPE_CHECKING:
+    import psycopg
     from psycopg import AsyncConnection
+
+    from commandbus._sync_handler_conn import SyncHandlerConnections
 
 __all__ = ["Handler", "HandlerContext", "HandlerRegistry", "handler"]
 
@@ -109,6 +112,8 @@ class HandlerContext:
     its writes commit atomically with "completed", or roll back with a failure. Run
     statements on it directly or in ``ctx.conn.transaction()`` blocks (savepoints in the
     worker's transaction); do not ``commit()`` it: the worker ends the transaction.
+    ``ctx.sync_conn`` is the same for plain-``def`` handlers: a synchronous
+    ``psycopg.Connection`` whose transaction commits with the outcome.
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class HandlerContext:
         conn: AsyncConnection | None = None,
         forgiven: int = 0,
         lazy: bool = False,
+        sync_conns: SyncHandlerConnections | None = None,
     ) -> None:
         self.attempt = attempt
         #: Earlier leases not counted against ``max_attempts`` (see docs/design.md).
@@ -135,6 +141,9 @@ class HandlerContext:
         self._lazy = lazy
         #: The handler asked for ``ctx.conn`` (the worker learns which handlers need one).
         self.conn_used = False
+        self._sync_conns = sync_conns
+        #: The connection lent as ``ctx.sync_conn``, once the handler asked for it.
+        self.lent_sync_conn: psycopg.Connection[Any] | None = None
 
     @property
     def is_last_attempt(self) -> bool:
@@ -157,6 +166,23 @@ class HandlerContext:
         if self._conn is None:
             raise ConfigurationError(
                 "ctx.conn is only available to async handlers: a plain-def handler runs in "
-                "a thread and cannot use the worker's AsyncConnection (open your own)"
+                "a thread and cannot use the worker's AsyncConnection; use ctx.sync_conn"
             )
         return self._conn
+
+    @property
+    def sync_conn(self) -> psycopg.Connection[Any]:
+        """The transaction shared with the outcome record (plain-``def`` handlers only).
+
+        Lent on first use, in the handler's thread. Run statements on it directly or in
+        ``transaction()`` blocks; do not ``commit()`` it: the worker commits the handler's
+        writes together with "completed" (or rolls them back with a failure).
+        """
+        if self._sync_conns is None:
+            raise ConfigurationError(
+                "ctx.sync_conn is only available to plain-def handlers: an async handler "
+                "shares the worker's transaction through ctx.conn"
+            )
+        if self.lent_sync_conn is None:
+            self.lent_sync_conn = self._sync_conns.lend()
+        return self.lent_sync_conn

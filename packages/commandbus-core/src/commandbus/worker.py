@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from commandbus import _sql
@@ -41,6 +42,7 @@ from commandbus._outcomes import (
     outcome_for_result,
 )
 from commandbus._registry import member_id
+from commandbus._sync_handler_conn import SyncHandlerConnections
 from commandbus._tasks import unless_stopped
 from commandbus._validation import (
     check_name,
@@ -158,6 +160,7 @@ class Worker(Consumer):
         self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._pending_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
+        self._sync_conns: SyncHandlerConnections | None = None  # ctx.sync_conn, lazily
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -183,6 +186,9 @@ class Worker(Consumer):
         self._warn_if_threads_short()
         self._executor = ThreadPoolExecutor(
             self.thread_pool_size, thread_name_prefix=f"commandbus-{self.domain}"
+        )
+        self._sync_conns = SyncHandlerConnections(
+            self.pool, self.thread_pool_size, f"commandbus-{self.domain}-sync"
         )
         background = [asyncio.create_task(self._complete_loop())]
         if self.pruner is not None:
@@ -443,26 +449,82 @@ class Worker(Consumer):
             command_type,
         )
 
-    async def _run_in_thread(self, handler: Any, lease: Lease) -> Outcome:
+    async def _run_in_thread(self, handler: Any, lease: Lease) -> Outcome | None:
+        """Run a plain handler in a handler thread; its outcome, or None if it was
+        recorded there already, in the transaction of ``ctx.sync_conn``."""
         assert self._executor is not None
         ctx = self._context(lease, None)
         context = contextvars.copy_context()
         context.run(_current_worker.set, self)  # seen by the handler's thread only
-        call = functools.partial(context.run, handler, lease.command, ctx)
+        call = functools.partial(context.run, self._in_handler_thread, handler, lease, ctx)
         started = time.perf_counter()
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
-            # Raised in the handler's thread (sys.exit() from argparse, a cancelled
-            # asyncio.run() inside it), they end that thread's call, not the worker: no
-            # signal is ever delivered to it. Only our own task's cancellation propagates.
-            if isinstance(exc, asyncio.CancelledError) and _cancelling():
-                raise
-            return outcome_for_error(lease, exc, self.retry_policy)
+            outcome, finished = await asyncio.get_running_loop().run_in_executor(
+                self._executor, call
+            )
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise  # our own task's cancellation (worker stop); the thread runs on
+            return outcome_for_error(lease, asyncio.CancelledError(), self.retry_policy)
         finally:
             if self.hooks:
                 self._durations[lease.lease_id] = time.perf_counter() - started
-        return outcome_for_result(lease, result)
+        if finished is None:  # not recorded in the handler's transaction
+            if ctx.lent_sync_conn is not None and outcome.status == CommandStatus.COMPLETED:
+                self._warn_committed_on_its_own(lease)
+            return outcome
+        recorded = self._held([outcome], finished)
+        if recorded:
+            await self._recorded(recorded)
+        return None
+
+    def _in_handler_thread(
+        self, handler: Any, lease: Lease, ctx: HandlerContext
+    ) -> tuple[Outcome, set[Any] | None]:
+        """In the handler's thread: call it, and if it wrote on ``ctx.sync_conn``, record a
+        success in that transaction and commit. Returns the outcome, with the command ids
+        ``finish.sql`` updated if it was recorded here (None if it is left to the
+        completer)."""
+        try:
+            try:
+                outcome = outcome_for_result(lease, handler(lease.command, ctx))
+            except (Exception, SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
+                # Raised in the handler's thread (sys.exit() from argparse, a cancelled
+                # asyncio.run() inside it), they end that call, not the worker.
+                outcome = outcome_for_error(lease, exc, self.retry_policy)
+            conn = ctx.lent_sync_conn
+            if conn is None:
+                return outcome, None
+            status = conn.info.transaction_status
+            if status == TransactionStatus.IDLE:  # the handler committed on its own
+                return outcome, None
+            if status == TransactionStatus.INTRANS and outcome.status == CommandStatus.COMPLETED:
+                try:
+                    finished = self._finish_sync(conn, outcome)
+                    if finished:
+                        conn.commit()
+                    else:  # lease lost: another attempt owns the command and its writes
+                        conn.rollback()
+                    return outcome, finished
+                except Exception as exc:
+                    outcome = outcome_for_error(lease, exc, self.retry_policy)
+            elif outcome.status == CommandStatus.COMPLETED:  # its writes cannot commit
+                outcome = outcome_for_error(
+                    lease,
+                    RuntimeError("the handler's transaction on ctx.sync_conn failed"),
+                    self.retry_policy,
+                )
+            return outcome, None
+        finally:
+            if ctx.lent_sync_conn is not None and self._sync_conns is not None:
+                self._sync_conns.give_back(ctx.lent_sync_conn)  # rolls back what is open
+
+    def _finish_sync(self, conn: psycopg.Connection[Any], outcome: Outcome) -> set[Any]:
+        """``finish.sql`` for one outcome on the handler's sync connection (its thread)."""
+        params = finish_params([outcome], schema=self.schema, domain=self.domain, worker=self.name)
+        with psycopg.Cursor(conn, row_factory=tuple_row) as cur:
+            cur.execute(_sql.query("finish", self.schema), params)
+            return {row[0] for row in cur.fetchall()}
 
     def _context(
         self, lease: Lease, conn: AsyncConnection | None, *, lazy: bool = False
@@ -476,6 +538,7 @@ class Worker(Consumer):
             conn=conn,
             forgiven=lease.forgiven,
             lazy=lazy,
+            sync_conns=self._sync_conns if conn is None and not lazy else None,
         )
 
     async def _extend_lease(
@@ -577,7 +640,10 @@ class Worker(Consumer):
         lease, for :meth:`_recorded` once committed."""
         params = finish_params(outcomes, schema=self.schema, domain=self.domain, worker=self.name)
         rows = await fetch_all(conn, _sql.query("finish", self.schema), params)
-        finished = {row[0] for row in rows}
+        return self._held(outcomes, {row[0] for row in rows})
+
+    def _held(self, outcomes: Sequence[Outcome], finished: set[Any]) -> list[Outcome]:
+        """The outcomes whose command ``finish.sql`` updated; the others lost their lease."""
         recorded = []
         for outcome in outcomes:
             if outcome.lease.command.command_id in finished:
@@ -616,6 +682,9 @@ class Worker(Consumer):
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
             await _join_executor(executor)
+        sync_conns, self._sync_conns = self._sync_conns, None
+        if sync_conns is not None and sync_conns.opened:  # no handler thread is left
+            await asyncio.to_thread(sync_conns.close)
 
     def _warn_if_threads_short(self) -> None:
         """Plain-``def`` handlers beyond the thread count wait for a thread while their
