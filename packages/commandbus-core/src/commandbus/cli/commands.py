@@ -7,12 +7,14 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus._errors import CommandNotFoundError
 from commandbus.bus import CommandBus
 from commandbus.cli._args import Parser, add_paging, uuid_arg
 from commandbus.cli._connect import with_pool
 from commandbus.cli._output import emit, fields, table
-from commandbus.models import AuditEvent, CommandMetadata, CommandStatus
+from commandbus.models import CommandMetadata, CommandStatus
+from commandbus.troubleshooting import TroubleshootingDetail, TroubleshootingQueue
+
+__all__ = ["add_parser", "command_table", "show_command"]
 
 
 def add_parser(commands: Any, common: Parser) -> None:
@@ -26,10 +28,12 @@ def add_parser(commands: Any, common: Parser) -> None:
     add_paging(listing)
     listing.set_defaults(run=with_pool(_list))
 
-    show = actions.add_parser("show", parents=[common], help="one command and its audit trail")
+    show = actions.add_parser(
+        "show", parents=[common], help="one command, its traceback and its audit trail"
+    )
     show.add_argument("domain", metavar="DOMAIN")
     show.add_argument("command_id", metavar="ID", type=uuid_arg)
-    show.set_defaults(run=with_pool(_show))
+    show.set_defaults(run=with_pool(show_command))
 
 
 async def _list(pool: AsyncConnectionPool, args: argparse.Namespace) -> None:
@@ -60,41 +64,65 @@ def command_table(found: list[CommandMetadata], *, empty: str) -> str:
     return table(headers, rows, empty=empty)
 
 
-async def _show(pool: AsyncConnectionPool, args: argparse.Namespace) -> None:
-    bus = CommandBus(pool, schema=args.schema)
-    command = await bus.get_command(args.domain, args.command_id)
-    if command is None:
-        raise CommandNotFoundError(args.domain, args.command_id)
-    trail = await bus.get_audit_trail(args.command_id, domain=args.domain)
-    emit(args, {"command": command, "audit_trail": trail}, lambda: _describe(command, trail))
+async def show_command(pool: AsyncConnectionPool, args: argparse.Namespace) -> None:
+    """``commands show`` and ``tsq show``: the whole row, traceback included, and the trail.
+
+    JSON: ``{"command": {...}, "audit_trail": [...]}``; the command's fields are those of
+    :class:`~commandbus.CommandMetadata` plus ``last_error_traceback``.
+    """
+    detail = await TroubleshootingQueue(pool, schema=args.schema).show(args.domain, args.command_id)
+    report = {"command": _command_fields(detail), "audit_trail": detail.audit_trail}
+    emit(args, report, lambda: _describe(detail))
 
 
-def _describe(c: CommandMetadata, trail: list[AuditEvent]) -> str:
+def _command_fields(d: TroubleshootingDetail) -> dict[str, Any]:
+    return {
+        "domain": d.domain,
+        "command_id": d.command_id,
+        "command_type": d.command_type,
+        "status": d.status,
+        "attempts": d.attempts,
+        "max_attempts": d.max_attempts,
+        "data": d.data,
+        "correlation_id": d.correlation_id,
+        "reply_to": d.reply_to,
+        "batch_id": d.batch_id,
+        "result": d.result,
+        "last_error_type": d.error_type,
+        "last_error_code": d.error_code,
+        "last_error_message": d.error_message,
+        "last_error_traceback": d.traceback,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    }
+
+
+def _describe(d: TroubleshootingDetail) -> str:
+    error = [p for p in (d.error_type, d.error_code, d.error_message) if p]
     about = fields(
         [
-            ("domain", c.domain),
-            ("command id", c.command_id),
-            ("type", c.command_type),
-            ("status", c.status),
-            ("attempts", f"{c.attempts}/{c.max_attempts}"),
-            ("data", c.data),
-            ("result", c.result),
-            ("correlation id", c.correlation_id),
-            ("reply to", c.reply_to),
-            ("batch id", c.batch_id),
-            ("last error", _error(c)),
-            ("created", c.created_at),
-            ("updated", c.updated_at),
+            ("domain", d.domain),
+            ("command id", d.command_id),
+            ("type", d.command_type),
+            ("status", d.status),
+            ("attempts", f"{d.attempts}/{d.max_attempts}"),
+            ("data", d.data),
+            ("result", d.result),
+            ("correlation id", d.correlation_id),
+            ("reply to", d.reply_to),
+            ("batch id", d.batch_id),
+            ("last error", " | ".join(error) if error else None),
+            ("created", d.created_at),
+            ("updated", d.updated_at),
+            ("parked", d.parked_at),
         ]
     )
     events = table(
         ["AUDIT ID", "AT", "EVENT", "DETAILS"],
-        [[e.audit_id, e.created_at, e.event_type, e.details] for e in trail],
+        [[e.audit_id, e.created_at, e.event_type, e.details] for e in d.audit_trail],
         empty="(no audit events)",
     )
-    return f"{about}\n\naudit trail:\n{events}"
-
-
-def _error(c: CommandMetadata) -> str | None:
-    parts = [p for p in (c.last_error_type, c.last_error_code, c.last_error_message) if p]
-    return " | ".join(parts) if parts else None
+    # The traceback as it was raised: every line, indented, nothing cut.
+    lines = d.traceback.splitlines() if d.traceback else ["-"]
+    traceback = "\n".join("  " + line for line in lines)
+    return f"{about}\n\ntraceback:\n{traceback}\n\naudit trail:\n{events}"
