@@ -10,6 +10,7 @@ and running workers acts on each command exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -267,6 +268,23 @@ async def test_cancel_many_and_complete_many_reply_as_the_single_actions_do(
         "OPERATOR_COMPLETE",
         {"operator": "bob", "reason": "shipped by hand"},
     )
+
+
+async def test_bulk_replies_carry_their_commands_trace_context(
+    tsq: TroubleshootingQueue, bus: CommandBus, pool: AsyncConnectionPool, schema: str
+) -> None:
+    """As operator_resolve's: a saga's trace goes on through an operator's bulk cancel."""
+    traced, untraced = await park_many(bus, pool, schema, 2, reply_to=REPLIES)
+    context = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    await execute(
+        pool,
+        schema,
+        "UPDATE {schema}.commands SET trace_context = %s::jsonb WHERE command_id = %s",
+        [json.dumps(context), traced],
+    )
+    await tsq.cancel_many(TroubleshootingFilter(domain=DOMAIN), operator="op", reason="r")
+    replies = await ReplyQueue(pool, REPLIES, schema=schema).read(10)
+    assert {r.command_id: r.trace_context for r in replies} == {traced: context, untraced: None}
 
 
 async def test_bulk_retry_wakes_the_idle_workers_of_each_domain(

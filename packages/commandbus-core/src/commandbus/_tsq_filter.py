@@ -77,13 +77,11 @@ def filter_params(where: object, *, required: bool) -> dict[str, Any]:
             "set at least one criterion (e.g. domain=...): an empty filter would act on "
             "every command in the troubleshooting queue",
         )
-    optional_name = _optional(check_name)
-    optional_text = _optional(lambda field, value: check_text(field, value, optional=False))
     return {
-        "domain": optional_name("domain", where.domain),
-        "command_type": optional_name("command_type", where.command_type),
-        "error_type": optional_text("error_type", where.error_type),
-        "error_code": optional_text("error_code", where.error_code),
+        "domain": _name("domain", where.domain),
+        "command_type": _name("command_type", where.command_type),
+        "error_type": check_text("error_type", where.error_type, optional=True),
+        "error_code": check_text("error_code", where.error_code, optional=True),
         "parked_after": check_datetime("parked_after", where.parked_after),
         "parked_before": check_datetime("parked_before", where.parked_before),
         "command_ids": _ids(where.command_ids),
@@ -121,8 +119,5 @@ def _ids(value: object) -> list[uuid.UUID] | None:
     return [require_uuid("command_ids", item) for item in value]
 
 
-def _optional(check: Any) -> Any:
-    def checked(field: str, value: object) -> Any:
-        return None if value is None else check(field, value)
-
-    return checked
+def _name(field: str, value: object) -> str | None:
+    return None if value is None else check_name(field, value)
