@@ -45,6 +45,9 @@ class Consumer:
     concurrency: int
     use_notify: bool
     poll_interval: float
+    #: LISTEN on a connection of its own to this server (not one of the pool's), for
+    #: pools behind PgBouncer in transaction pooling; None: a pool connection.
+    listen_conninfo: str | None = None
 
     def _init_lifecycle(self) -> None:
         #: Set once the consumer listens for notifications and polls (useful in tests).
@@ -92,8 +95,9 @@ class Consumer:
     # -- lifecycle --------------------------------------------------------------------
 
     def required_connections(self) -> int:
-        """Connections it may hold at once: one per slot, plus the listener."""
-        return self.concurrency + (1 if self.use_notify else 0)
+        """Connections it may hold at once: one per slot, plus the listener (unless it
+        listens on a connection of its own, ``listen_conninfo``)."""
+        return self.concurrency + (1 if self.use_notify and self.listen_conninfo is None else 0)
 
     @property
     def running(self) -> bool:
@@ -124,7 +128,13 @@ class Consumer:
                     listener_ready = asyncio.Event()
                     background.append(
                         asyncio.create_task(
-                            listen(self.pool, self._channel(), self._wake, listener_ready)
+                            listen(
+                                self.pool,
+                                self._channel(),
+                                self._wake,
+                                listener_ready,
+                                conninfo=self.listen_conninfo,
+                            )
                         )
                     )
                     await wait_first(listener_ready.wait(), background[-1])

@@ -2,6 +2,11 @@
 
 Notifications are only a hint that work may be there: the reader always polls too, so a
 lost notification (reconnect, overflow) costs at most one poll interval.
+
+LISTEN needs a session of its own on the server: behind PgBouncer in transaction pooling
+the pool's connection goes back to PgBouncer after each transaction and notifications
+never arrive. ``conninfo`` then names a direct connection (bypassing PgBouncer) that the
+listener opens itself, outside the pool.
 """
 
 from __future__ import annotations
@@ -26,21 +31,16 @@ async def listen(
     ready: asyncio.Event,
     *,
     retry_delay: float = 1.0,
+    conninfo: str | None = None,
 ) -> None:
-    """Run until cancelled, holding one pool connection while connected."""
+    """Run until cancelled, holding one pool connection while connected (or, with
+    ``conninfo``, a connection of its own to that server)."""
     while True:
         try:
-            async with pool.connection() as conn:
-                lent_in_autocommit = conn.autocommit
-                await conn.set_autocommit(True)
-                try:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-                    ready.set()
-                    wake.set()  # anything sent while we were not listening
-                    async for _ in conn.notifies():
-                        wake.set()
-                finally:
-                    await _release(conn, lent_in_autocommit)
+            if conninfo is not None:
+                await _listen_direct(conninfo, channel, wake, ready)
+            else:
+                await _listen_pooled(pool, channel, wake, ready)
         except psycopg.Error as exc:
             log.warning("listener on %r lost its connection (%s); retrying", channel, exc)
             # The server probably restarted: every idle connection in the pool is dead
@@ -50,6 +50,38 @@ async def listen(
                 await pool.check()
             wake.set()
             await asyncio.sleep(retry_delay)
+
+
+async def _listen_pooled(
+    pool: AsyncConnectionPool, channel: str, wake: asyncio.Event, ready: asyncio.Event
+) -> None:
+    async with pool.connection() as conn:
+        lent_in_autocommit = conn.autocommit
+        await conn.set_autocommit(True)
+        try:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            ready.set()
+            wake.set()  # anything sent while we were not listening
+            async for _ in conn.notifies():
+                wake.set()
+        finally:
+            await _release(conn, lent_in_autocommit)
+
+
+async def _listen_direct(
+    conninfo: str, channel: str, wake: asyncio.Event, ready: asyncio.Event
+) -> None:
+    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    try:
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        ready.set()
+        wake.set()
+        async for _ in conn.notifies():
+            wake.set()
+        raise psycopg.OperationalError("the notification stream ended")
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            await asyncio.shield(conn.close())
 
 
 async def _release(conn: psycopg.AsyncConnection, autocommit: bool) -> None:

@@ -60,6 +60,7 @@ class SyncWorker(ServiceFacade):
         schema: str | None = None,
         pool_kwargs: Mapping[str, Any] | None = None,
         hooks: Sequence[Hook] | None = None,
+        listen_conninfo: str | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else get_default_runtime()
         settings = {
@@ -73,6 +74,7 @@ class SyncWorker(ServiceFacade):
             "hooks": hooks,
             "thread_pool_size": thread_pool_size,
             "schema": schema,
+            "listen_conninfo": listen_conninfo,
         }
         self._target = self._bind(
             Worker,

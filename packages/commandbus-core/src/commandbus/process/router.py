@@ -73,6 +73,7 @@ class ProcessReplyRouter(Consumer):
         retry_policy: RetryPolicy | None = None,
         poll_interval: float = 1.0,
         hooks: Sequence[Hook] | None = None,
+        listen_conninfo: str | None = None,
     ) -> None:
         self.pool = pool
         self.reply_queue = check_name("reply_queue", reply_queue)
@@ -83,6 +84,7 @@ class ProcessReplyRouter(Consumer):
         self.visibility_timeout = check_positive_seconds("visibility_timeout", visibility_timeout)
         self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
         self.use_notify = use_notify
+        self.listen_conninfo = listen_conninfo
         self.retry_policy = retry_policy or RetryPolicy()
         self.managers = self._index(managers)
         self._queue = ReplyQueue(
