@@ -123,3 +123,21 @@ async def test_batches_and_domains_across_domains(
     assert await console.list_domains(pool, schema=schema) == ["billing", "orders"]
     processes = await console.list_processes(pool, schema=schema)
     assert processes.items == [] and processes.next_cursor is None
+
+
+async def test_a_search_no_index_serves_is_cut_short(
+    pool: AsyncConnectionPool, schema: str
+) -> None:
+    await execute(
+        pool,
+        schema,
+        "INSERT INTO {schema}.commands (domain, command_id, command_type, status, "
+        "max_attempts, data) SELECT 'orders', gen_random_uuid(), 'Charge', 'COMPLETED', 3, "
+        "jsonb_build_object('n', g) FROM generate_series(1, 100000) g",
+    )
+    with pytest.raises(console.SearchTooBroadError, match="narrow the search"):
+        await console.find_commands(pool, schema=schema, command_type="Nope", timeout_ms=1)
+    # The connection went back to the pool without the budget.
+    async with pool.connection() as conn:
+        cur = await conn.execute("SHOW statement_timeout")
+        assert (await cur.fetchone()) == ("0",)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor
+from psycopg.errors import QueryCanceled
 from psycopg.rows import kwargs_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -43,6 +44,7 @@ __all__ = [
     "DomainStats",
     "Overview",
     "ProcessPage",
+    "SearchTooBroadError",
     "ThroughputPoint",
     "command_detail",
     "find_commands",
@@ -59,6 +61,20 @@ THROUGHPUT_MINUTES = 15
 #: Only commands sent this long ago at most are read for the series (and domain list).
 SENT_WINDOW_SECONDS = 3600.0
 _MAX_PAGE = 500
+
+
+_TIMEOUT = b"SELECT set_config('statement_timeout', %s, true)"
+
+
+class SearchTooBroadError(ValidationError):
+    """A command search ran past its time budget: narrow it (time range, id, domain)."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        super().__init__(
+            "search",
+            f"no page found within {timeout_ms} ms: narrow the search with a time range "
+            "(sent after/before), a command or correlation id",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +192,13 @@ async def find_commands(
     created_before: datetime | None = None,
     limit: int = 50,
     after: str | None = None,
+    timeout_ms: int = 5000,
 ) -> CommandPage:
-    """Commands matching every given filter, newest first, a page after ``after``."""
+    """Commands matching every given filter, newest first, a page after ``after``.
+
+    A search that runs longer than ``timeout_ms`` raises :class:`SearchTooBroadError`
+    (a filter no index serves, over a long history: give a time range or an id).
+    """
     limit = _page_size(limit)
     params = {
         "command_id": check_uuid("command_id", command_id, optional=True),
@@ -190,8 +211,15 @@ async def find_commands(
         "limit": limit + 1,
         **_cursor(after),
     }
-    async with autocommit_connection(pool) as conn:
-        rows = await _commands(conn, "console_find_commands", check_schema(schema), params)
+    schema = check_schema(schema)
+    async with pool.connection() as conn, conn.transaction():
+        # A filter no index serves (a rare type in no given time range) reads the created_at
+        # index to its end: bounded here, and the caller is told to narrow the search.
+        await conn.execute(_TIMEOUT, [f"{int(_positive('timeout_ms', timeout_ms))}ms"])
+        try:
+            rows = await _commands(conn, "console_find_commands", schema, params)
+        except QueryCanceled:
+            raise SearchTooBroadError(timeout_ms) from None
     items, more = rows[:limit], len(rows) > limit
     last = items[-1] if more else None
     return CommandPage(items, None if last is None else _encode(last.created_at, last.command_id))

@@ -111,7 +111,6 @@ class Worker(Consumer):
         schema: str = "commandbus",
         hooks: Sequence[Hook] | None = None,
         retention: Retention | None = DEFAULT_RETENTION,
-        listen_conninfo: str | None = None,
     ) -> None:
         self.pool = pool
         self.domain = check_name("domain", domain)
@@ -121,7 +120,6 @@ class Worker(Consumer):
         self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
         self.retry_policy = retry_policy or RetryPolicy()
         self.use_notify = use_notify
-        self.listen_conninfo = listen_conninfo
         self.thread_pool_size = (
             self.concurrency
             if thread_pool_size is None
