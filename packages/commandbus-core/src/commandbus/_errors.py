@@ -109,6 +109,15 @@ class TransientCommandError(HandlerError):
     """Temporary failure: retried with backoff, then the troubleshooting queue."""
 
 
+class HandlerTimeoutError(TransientCommandError):
+    """A handler ran over its timeout (``@registry.handler(..., timeout=)`` or the
+    worker's ``handler_timeout``): a transient failure, retried like any other."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("HANDLER_TIMEOUT", f"the handler ran over its {seconds:g} s timeout")
+        self.seconds = seconds
+
+
 class PermanentCommandError(HandlerError):
     """Failure no retry will fix: straight to the troubleshooting queue."""
 

@@ -49,6 +49,9 @@ def log_outcome(outcome: Outcome, worker: str) -> None:
         message = f"{what} failed, a business rule said no ({attempt}): {error}"
     elif event == "RETRY_SCHEDULED":
         message = f"{what} {attempt} failed ({error}); retrying in {outcome.retry_delay:g} s"
+    elif event == "OPERATOR_CANCEL":
+        message = f"{what} canceled by {outcome.details.get('operator')} ({attempt}): "
+        message += str(outcome.error_message)
     else:
         message = f"{what} moved to the troubleshooting queue after {attempt}: {error}"
         if outcome.error_traceback:
@@ -61,6 +64,7 @@ _LEVELS = {
     "FAILED": logging.INFO,
     "RETRY_SCHEDULED": logging.WARNING,
     "MOVED_TO_TROUBLESHOOTING_QUEUE": logging.ERROR,
+    "OPERATOR_CANCEL": logging.INFO,
 }
 
 

@@ -39,6 +39,9 @@ class Lease:
     #: Earlier leases that expired while other commands ran in the same worker (one of
     #: which may have killed it): they do not use up the attempt budget.
     forgiven: int = 0
+    #: An operator's cancel request (operator, reason) found when leased: the command is
+    #: recorded CANCELED without running.
+    cancel_request: dict[str, Any] | None = None
 
     @property
     def counted_attempt(self) -> int:
@@ -140,6 +143,21 @@ def outcome_for_error(lease: Lease, exc: BaseException, policy: RetryPolicy) -> 
         error_message=message,
         error_traceback=tb,
         retry_delay=delay,
+    )
+
+
+def outcome_for_cancel(lease: Lease, request: dict[str, Any]) -> Outcome:
+    """An operator canceled the command while it ran (or before it ran again)."""
+    operator, reason = request.get("operator"), _text(request.get("reason") or "canceled")
+    return Outcome(
+        lease,
+        CommandStatus.CANCELED,
+        "OPERATOR_CANCEL",
+        {"operator": operator, "reason": reason, "attempt": lease.attempt},
+        error_type="CommandCanceled",
+        error_code="CANCELED",
+        error_message=reason,
+        reply_outcome=ReplyOutcome.CANCELED,
     )
 
 

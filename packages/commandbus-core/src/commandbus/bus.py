@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -12,12 +13,14 @@ from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import batches
+from commandbus import _sql, batches
 from commandbus._batch_watcher import BatchWatcher
-from commandbus._db import autocommit_connection, execute, fetch_all, transaction
-from commandbus._errors import BatchNotFoundError
+from commandbus._channels import reply_channel
+from commandbus._db import autocommit_connection, execute, fetch_all, fetch_one, transaction
+from commandbus._errors import BatchNotFoundError, CommandNotFoundError, InvalidOperationError
 from commandbus._send import PreparedSend, prepare_send
 from commandbus._store import fetch_audit_events, fetch_commands
+from commandbus._tsq_filter import check_text
 from commandbus._validation import (
     check_datetime,
     check_max_attempts,
@@ -40,6 +43,11 @@ from commandbus.models import (
     SendRequest,
     SendResult,
 )
+
+log = logging.getLogger("commandbus.bus")
+
+#: Statuses nothing can change any more.
+_FINISHED = (CommandStatus.COMPLETED, CommandStatus.FAILED, CommandStatus.CANCELED)
 
 __all__ = ["CommandBus"]
 
@@ -199,6 +207,62 @@ class CommandBus:
                     raise
                 raise error from None
             return prepared.results(rows)
+
+    async def cancel(
+        self,
+        domain: str,
+        command_id: uuid.UUID,
+        *,
+        reason: str,
+        operator: str | None = None,
+    ) -> CommandStatus:
+        """Cancel a command; returns ``CANCELED``, or ``IN_PROGRESS`` if it is running.
+
+        A command that is not running (pending, delayed, waiting for a retry, or in the
+        troubleshooting queue) ends CANCELED now, with a CANCELED reply to its
+        ``reply_to`` and an ``OPERATOR_CANCEL`` audit event naming ``operator`` and
+        ``reason``. A running one gets a cancel request that its worker acts on within a
+        second: an async handler is cancelled at its next await, a plain ``def`` one sees
+        ``ctx.cancel_requested``; the attempt is then recorded CANCELED the same way (and
+        its writes on ``ctx.conn``/``ctx.sync_conn`` roll back). Raises
+        ``CommandNotFoundError``, or ``InvalidOperationError`` for a finished command.
+        """
+        params: dict[str, Any] = {
+            "domain": check_name("domain", domain),
+            "command_id": require_uuid("command_id", command_id),
+            "reason": check_text("reason", reason, optional=False),
+            "operator": check_text("operator", operator, optional=True),
+        }
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await fetch_one(conn, _sql.query("lock_command", self.schema), params)
+            if row is None:
+                raise CommandNotFoundError(params["domain"], params["command_id"])
+            status, reply_to = CommandStatus(row[0]), row[1]
+            if status in _FINISHED:
+                raise InvalidOperationError(
+                    f"command {command_id} in domain {domain!r} is {status}: it cannot be canceled"
+                )
+            params["channel"] = reply_channel(self.schema, reply_to) if reply_to else ""
+            await execute(conn, _sql.query("cancel_command", self.schema), params)
+        log.info(
+            "command %s in domain %r: %s by %s (%s)",
+            command_id,
+            domain,
+            "cancel requested" if status == CommandStatus.IN_PROGRESS else "canceled",
+            operator,
+            reason,
+            extra={
+                "domain": params["domain"],
+                "command_id": str(command_id),
+                "operator": operator,
+                "outcome": "OPERATOR_CANCEL",
+            },
+        )
+        return (
+            CommandStatus.IN_PROGRESS
+            if status == CommandStatus.IN_PROGRESS
+            else (CommandStatus.CANCELED)
+        )
 
     async def get_command(self, domain: str, command_id: uuid.UUID) -> CommandMetadata | None:
         params = {

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from commandbus._errors import ConfigurationError, HandlerAlreadyRegisteredError
-from commandbus._validation import check_name
+from commandbus._validation import check_name, check_positive_seconds
 from commandbus.models import Command
 
 if TYPE_CHECKING:
@@ -47,23 +47,42 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[tuple[str, str], Handler] = {}
+        self._timeouts: dict[tuple[str, str], float] = {}
 
-    def register(self, domain: str, command_type: str, fn: Handler) -> None:
+    def register(
+        self, domain: str, command_type: str, fn: Handler, *, timeout: float | None = None
+    ) -> None:
+        """Register ``fn``; ``timeout`` bounds each run in seconds (see
+        :meth:`timeout`)."""
         key = (check_name("domain", domain), check_name("command_type", command_type))
         if not callable(fn):
             raise ConfigurationError(f"handler for {key} is not callable: {fn!r}")
+        seconds = None if timeout is None else check_positive_seconds("timeout", timeout)
         if key in self._handlers:
             raise HandlerAlreadyRegisteredError(*key)
         self._handlers[key] = fn
+        if seconds is not None:
+            self._timeouts[key] = seconds
 
-    def handler(self, domain: str, command_type: str) -> Callable[[F], F]:
+    def handler(
+        self, domain: str, command_type: str, *, timeout: float | None = None
+    ) -> Callable[[F], F]:
         """Decorator form of :meth:`register`."""
 
         def register(fn: F) -> F:
-            self.register(domain, command_type, fn)
+            self.register(domain, command_type, fn, timeout=timeout)
             return fn
 
         return register
+
+    def timeout(self, domain: str, command_type: str) -> float | None:
+        """Seconds a run of this handler may take, if it was registered with a timeout.
+
+        An async handler that runs over is cancelled (at its next await) and a plain
+        ``def`` one abandoned to finish in its thread; either way the attempt is a
+        transient failure (:class:`HandlerTimeoutError`), retried like any other.
+        """
+        return self._timeouts.get((domain, command_type))
 
     def register_instance(self, obj: object) -> list[tuple[str, str]]:
         """Register every method of ``obj`` marked with :func:`handler`; returns their keys.
@@ -144,6 +163,16 @@ class HandlerContext:
         self._sync_conns = sync_conns
         #: The connection lent as ``ctx.sync_conn``, once the handler asked for it.
         self.lent_sync_conn: psycopg.Connection[Any] | None = None
+        #: Set (operator, reason) when an operator cancels the command or its timeout
+        #: expires while it runs: a plain-``def`` handler should check
+        #: :attr:`cancel_requested` between steps and return early.
+        self.cancel_request: dict[str, Any] | None = None
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the run should stop: canceled by an operator, or over its timeout. An
+        async handler is cancelled at its next await anyway; a plain one must check."""
+        return self.cancel_request is not None
 
     @property
     def is_last_attempt(self) -> bool:

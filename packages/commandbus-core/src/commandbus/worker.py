@@ -29,13 +29,14 @@ from commandbus import _sql
 from commandbus._channels import command_channel
 from commandbus._consumer import FETCH_STOP_GRACE_S, Consumer
 from commandbus._db import autocommit_connection, fetch_all, fetch_one, tuple_cursor
-from commandbus._errors import InvalidOperationError
+from commandbus._errors import HandlerTimeoutError, InvalidOperationError
 from commandbus._handler_conn import LentConnection, lent_to_handler
 from commandbus._observe import finished_event, log_outcome, started_event
 from commandbus._outcomes import (
     Lease,
     Outcome,
     finish_params,
+    outcome_for_cancel,
     outcome_for_error,
     outcome_for_exhausted,
     outcome_for_missing_handler,
@@ -76,6 +77,8 @@ _FINISH_GRACE_S = 5.0
 _FINISHERS = 4
 #: Most messages leased by one statement.
 _FETCH_BATCH = 200
+#: Seconds between reads of cancel requests for the handlers running.
+CANCEL_POLL_S = 1.0
 
 
 _current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
@@ -111,6 +114,7 @@ class Worker(Consumer):
         schema: str = "commandbus",
         hooks: Sequence[Hook] | None = None,
         retention: Retention | None = DEFAULT_RETENTION,
+        handler_timeout: float | None = None,
     ) -> None:
         self.pool = pool
         self.domain = check_name("domain", domain)
@@ -126,6 +130,12 @@ class Worker(Consumer):
             else check_positive_int("thread_pool_size", thread_pool_size)
         )
         self.schema = check_schema(schema)
+        #: Seconds a handler may run, for handlers registered without their own timeout.
+        self.handler_timeout = (
+            None
+            if handler_timeout is None
+            else check_positive_seconds("handler_timeout", handler_timeout)
+        )
         #: Deletes finished work older than ``retention.older_than`` while the worker runs
         #: (one pruner at a time does the work across processes); None: ``retention=None``.
         self.pruner = None if retention is None else Pruner(pool, retention, schema=self.schema)
@@ -147,6 +157,7 @@ class Worker(Consumer):
                 "troubleshooting",
                 "lease_lost",
                 "rescued",
+                "canceled",
             ),
             0,
         )
@@ -161,6 +172,9 @@ class Worker(Consumer):
         self._pending_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._sync_conns: SyncHandlerConnections | None = None  # ctx.sync_conn, lazily
+        # Handlers running now, by lease id: their context and (async) deadline scope,
+        # for cancel requests to reach them.
+        self._live: dict[int, tuple[HandlerContext, asyncio.Timeout | None]] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -190,7 +204,10 @@ class Worker(Consumer):
         self._sync_conns = SyncHandlerConnections(
             self.pool, self.thread_pool_size, f"commandbus-{self.domain}-sync"
         )
-        background = [asyncio.create_task(self._complete_loop())]
+        background = [
+            asyncio.create_task(self._complete_loop()),
+            asyncio.create_task(self._cancel_watch()),
+        ]
         if self.pruner is not None:
             background.append(asyncio.create_task(self.pruner.run()))
         return background
@@ -322,6 +339,8 @@ class Worker(Consumer):
 
     async def _handle(self, lease: Lease) -> Outcome | None:
         """Run the command's handler; its outcome, None if recorded already."""
+        if lease.cancel_request is not None:  # canceled while it waited for a retry
+            return outcome_for_cancel(lease, lease.cancel_request)
         if lease.counted_attempt > lease.max_attempts:
             return outcome_for_exhausted(lease)
         handler = self.registry.get(self.domain, lease.command.command_type)
@@ -380,10 +399,25 @@ class Worker(Consumer):
         return outcome_or_none
 
     async def _call(self, handler: Any, lease: Lease, ctx: HandlerContext) -> Outcome:
-        """The handler's outcome: its result, or the failure it raised."""
+        """The handler's outcome: its result, or the failure it raised. Its deadline (a
+        timeout, or now when an operator cancels it) cancels it at its next await."""
         started = time.perf_counter()
+        limit = self._timeout(lease)
+        deadline = asyncio.timeout(limit)
         try:
-            return outcome_for_result(lease, await handler(lease.command, ctx))
+            try:
+                async with deadline:
+                    self._live[lease.lease_id] = (ctx, deadline)
+                    result = await handler(lease.command, ctx)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the handler's own timeout, not ours
+                if ctx.cancel_request is None:
+                    assert limit is not None
+                    return outcome_for_error(lease, HandlerTimeoutError(limit), self.retry_policy)
+            if ctx.cancel_request is not None:  # canceled, even if it went on to return
+                return outcome_for_cancel(lease, ctx.cancel_request)
+            return outcome_for_result(lease, result)
         except Exception as exc:
             return outcome_for_error(lease, exc, self.retry_policy)
         except (SystemExit, asyncio.CancelledError) as exc:
@@ -391,8 +425,13 @@ class Worker(Consumer):
                 raise  # aimed at this task (worker stop): not the handler's failure
             return outcome_for_error(lease, exc, self.retry_policy)
         finally:
+            self._live.pop(lease.lease_id, None)
             if self.hooks:
                 self._durations[lease.lease_id] = time.perf_counter() - started
+
+    def _timeout(self, lease: Lease) -> float | None:
+        own = self.registry.timeout(self.domain, lease.command.command_type)
+        return self.handler_timeout if own is None else own
 
     async def _run_on(
         self, lent: LentConnection, ctx: HandlerContext, handler: Any, lease: Lease
@@ -458,15 +497,23 @@ class Worker(Consumer):
         context.run(_current_worker.set, self)  # seen by the handler's thread only
         call = functools.partial(context.run, self._in_handler_thread, handler, lease, ctx)
         started = time.perf_counter()
+        limit = self._timeout(lease)
+        self._live[lease.lease_id] = (ctx, None)
         try:
-            outcome, finished = await asyncio.get_running_loop().run_in_executor(
-                self._executor, call
-            )
+            running = asyncio.get_running_loop().run_in_executor(self._executor, call)
+            done, _ = await asyncio.wait({running}, timeout=limit)
+            if not done:  # over its timeout: abandoned to finish in its thread
+                assert limit is not None
+                ctx.cancel_request = {"operator": None, "reason": "timeout"}  # asks it to stop
+                running.add_done_callback(_discard_result)
+                return outcome_for_error(lease, HandlerTimeoutError(limit), self.retry_policy)
+            outcome, finished = running.result()
         except asyncio.CancelledError:
             if _cancelling():
                 raise  # our own task's cancellation (worker stop); the thread runs on
             return outcome_for_error(lease, asyncio.CancelledError(), self.retry_policy)
         finally:
+            self._live.pop(lease.lease_id, None)
             if self.hooks:
                 self._durations[lease.lease_id] = time.perf_counter() - started
         if finished is None:  # not recorded in the handler's transaction
@@ -492,6 +539,8 @@ class Worker(Consumer):
                 # Raised in the handler's thread (sys.exit() from argparse, a cancelled
                 # asyncio.run() inside it), they end that call, not the worker.
                 outcome = outcome_for_error(lease, exc, self.retry_policy)
+            if ctx.cancel_request is not None:  # canceled: its writes roll back
+                outcome = outcome_for_cancel(lease, ctx.cancel_request)
             conn = ctx.lent_sync_conn
             if conn is None:
                 return outcome, None
@@ -570,6 +619,37 @@ class Worker(Consumer):
                 )
         if lease.lease_id in self._lease_expiry:
             self._lease_expiry[lease.lease_id] = asyncio.get_running_loop().time() + seconds
+
+    # -- cancel requests -----------------------------------------------------------
+
+    async def _cancel_watch(self) -> None:
+        """While handlers run, read operators' cancel requests for them every
+        :data:`CANCEL_POLL_S` seconds: an async handler's deadline moves to now (it is
+        cancelled at its next await), a plain one sees ``ctx.cancel_requested``."""
+        failing = False
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            if not self._live:
+                continue
+            params = {"domain": self.domain, "worker": self.name, "lease_ids": list(self._live)}
+            try:
+                async with self.pool.connection() as conn:
+                    rows = await fetch_all(conn, _sql.query("cancel_requests", self.schema), params)
+            except Exception as exc:
+                if not failing:  # once per outage: the fetch loop reports the database
+                    log.warning("reading cancel requests failed (%s); retrying", exc)
+                failing = True
+                continue
+            failing = False
+            now = asyncio.get_running_loop().time()
+            for lease_id, request in rows:
+                running = self._live.get(lease_id)
+                if running is None or running[0].cancel_request is not None:
+                    continue
+                ctx, deadline = running
+                ctx.cancel_request = request
+                if deadline is not None:
+                    deadline.reschedule(now)
 
     # -- recording outcomes --------------------------------------------------------
 
@@ -707,12 +787,13 @@ _STAT = {
     "FAILED": "failed",
     "RETRY_SCHEDULED": "retried",
     "MOVED_TO_TROUBLESHOOTING_QUEUE": "troubleshooting",
+    "OPERATOR_CANCEL": "canceled",
 }
 
 
 def _lease(domain: str, row: Sequence[Any]) -> Lease:
     msg_id, lease_id, command_id, command_type, data, correlation_id, reply_to, batch_id = row[:8]
-    created_at, attempts, max_attempts, forgiven, _priority, trace_context = row[8:14]
+    created_at, attempts, max_attempts, forgiven, _priority, trace_context, cancel = row[8:15]
     command = Command(
         domain,
         command_type,
@@ -724,7 +805,7 @@ def _lease(domain: str, row: Sequence[Any]) -> Lease:
         created_at,
         trace_context,
     )
-    return Lease(msg_id, lease_id, command, attempts, max_attempts, forgiven)
+    return Lease(msg_id, lease_id, command, attempts, max_attempts, forgiven, cancel)
 
 
 @contextlib.asynccontextmanager
@@ -736,6 +817,12 @@ async def _borrowed(
     else:
         async with pool.connection() as own:
             yield own
+
+
+def _discard_result(future: asyncio.Future[Any]) -> None:
+    """An abandoned handler thread's result: its outcome was recorded as a timeout."""
+    if not future.cancelled():
+        future.exception()  # retrieved: nothing to log twice
 
 
 def _cancelling() -> bool:

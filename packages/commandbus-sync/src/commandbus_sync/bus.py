@@ -136,6 +136,7 @@ class SyncCommandBus(Facade):
             return results
         return self.runtime.run(self._target.send_batch, requests)
 
+    cancel = blocking(CommandBus.cancel)
     get_command = blocking(CommandBus.get_command)
     query_commands = blocking(CommandBus.query_commands)
     get_audit_trail = blocking(CommandBus.get_audit_trail)

@@ -31,7 +31,8 @@ WITH picked AS (
       AND c.domain = %(domain)s
     RETURNING c.msg_id, c.lease_id, c.command_id, c.command_type, c.data,
               c.correlation_id, c.reply_to, c.batch_id, c.created_at, c.attempts,
-              c.max_attempts, c.forgiven, c.priority, c.trace_context
+              c.max_attempts, c.forgiven, c.priority, c.trace_context,
+              c.cancel_requested
 )
 -- One row even when nothing was leased (its lease columns NULL), to carry `expired`.
 SELECT leased.*, e.expired

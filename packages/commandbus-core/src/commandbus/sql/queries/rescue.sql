@@ -23,7 +23,8 @@ WITH picked AS (
     WHERE c.command_id = p.command_id AND c.domain = %(domain)s
     RETURNING c.msg_id, c.lease_id, c.command_id, c.command_type, c.data,
               c.correlation_id, c.reply_to, c.batch_id, c.created_at, c.attempts,
-              c.max_attempts, c.forgiven, c.priority, c.trace_context
+              c.max_attempts, c.forgiven, c.priority, c.trace_context,
+              c.cancel_requested
 ), aud AS (
     INSERT INTO {schema}.audit (audit_id, domain, command_id, event_type, details, created_at)
     SELECT p.old_lease_id, %(domain)s, p.command_id, 'RECEIVED',

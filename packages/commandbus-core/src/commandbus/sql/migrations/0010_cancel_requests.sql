@@ -1,0 +1,11 @@
+-- commandbus schema, version 10: cancelling a running command. {schema} is the schema name.
+--
+-- CommandBus.cancel() ends a command that is not running (PENDING, or parked in the
+-- troubleshooting queue) at once. A running one (IN_PROGRESS) gets a request here, which
+-- its worker reads within a second: an async handler is cancelled at its next await, a
+-- plain-def one sees ctx.cancel_requested; either way the attempt is recorded CANCELED.
+-- A request that finds the command back in the queue (its attempt failed meanwhile) is
+-- applied when it is next leased, before any handler runs.
+-- A JSON object (operator, reason, at), NULL without a request; a nullable column
+-- without a default rewrites no table.
+ALTER TABLE {schema}.commands ADD COLUMN cancel_requested jsonb;
