@@ -30,6 +30,9 @@ from commandbus import _sql
 from commandbus._channels import command_channel
 from commandbus._errors import DuplicateCommandError, ValidationError
 from commandbus._validation import (
+    DEFAULT_MAX_DATA_BYTES,
+    MAX_SEND_BYTES,
+    check_data_size,
     check_delay,
     check_max_attempts,
     check_name,
@@ -107,7 +110,7 @@ def _duplicates(keys: Sequence[tuple[str, uuid.UUID]]) -> DuplicateCommandError:
 
 
 def _request_row(
-    req: SendRequest, default_max_attempts: int
+    req: SendRequest, default_max_attempts: int, max_data_bytes: int | None
 ) -> tuple[tuple[str, uuid.UUID], str, bool]:
     """One request checked: its key, its element of the JSON array, whether it is due now."""
     domain = check_name("domain", req.domain)
@@ -116,7 +119,7 @@ def _request_row(
     priority = check_priority(req.priority)
     command_type = check_name("command_type", req.command_type)
     max_attempts = check_max_attempts(req.max_attempts, default_max_attempts)
-    data = dump_json_object("data", req.data)
+    data = check_data_size("data", dump_json_object("data", req.data), max_data_bytes)
     correlation_id = check_uuid("correlation_id", req.correlation_id, optional=True)
     reply_to = None if req.reply_to is None else check_name("reply_to", req.reply_to)
     # Names match [A-Za-z0-9_.-]+ and uuids/numbers are plain: nothing to escape.
@@ -135,8 +138,10 @@ def prepare_send(
     schema: str,
     default_max_attempts: int,
     batch_id: uuid.UUID | None = None,
+    max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES,
 ) -> PreparedSend:
-    """Validate every request (nothing is written if one is bad) and build the params."""
+    """Validate every request (nothing is written if one is bad) and build the params.
+    Each command's ``data`` may take up to ``max_data_bytes`` of JSON (None: any size)."""
     if not requests:
         raise ValidationError("requests", "must contain at least one SendRequest")
     rows: list[str] = []
@@ -150,7 +155,7 @@ def prepare_send(
                 f"requests[{index}]", f"must be a SendRequest, got {type(req).__name__}"
             )
         try:
-            key, row, due = _request_row(req, default_max_attempts)
+            key, row, due = _request_row(req, default_max_attempts, max_data_bytes)
         except ValidationError as exc:
             if len(requests) == 1:
                 raise
@@ -165,8 +170,15 @@ def prepare_send(
             due_domains.add(key[0])
     if duplicates:
         raise _duplicates(duplicates)
+    commands = "[" + ",".join(rows) + "]"
+    if len(commands) > MAX_SEND_BYTES:  # one jsonb value: PostgreSQL would refuse it
+        raise ValidationError(
+            "requests",
+            f"hold {len(commands):,} bytes of JSON together, over the {MAX_SEND_BYTES:,} "
+            "PostgreSQL accepts in one send; send them in smaller batches",
+        )
     params: dict[str, Any] = {
-        "commands": "[" + ",".join(rows) + "]",
+        "commands": commands,
         "batch_id": batch_id,
         "channels": sorted(command_channel(schema, d) for d in due_domains),
         "trace_context": None,

@@ -16,6 +16,11 @@ __all__ = [
     "MAX_ATTEMPTS",
     "MAX_DELAY",
     "MAX_NAME_LENGTH",
+    "DEFAULT_MAX_DATA_BYTES",
+    "OWN_POOL",
+    "OwnPool",
+    "check_conn",
+    "check_data_size",
     "check_datetime",
     "check_delay",
     "check_json_object",
@@ -127,15 +132,20 @@ def check_delay(value: object) -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float, e.g. 10**400
+            seconds = math.inf if value > 0 else -math.inf
     else:
         raise ValidationError(
             "delay", f"must be seconds or a timedelta, got {type(value).__name__}"
         )
     if math.isnan(seconds) or not 0 <= seconds <= MAX_DELAY.total_seconds():
+        too_big = isinstance(value, int) and math.isinf(seconds)  # repr may be refused too
+        shown = "an integer beyond any float" if too_big else repr(value)
         raise ValidationError(
             "delay",
-            f"must be a non-negative duration of at most {MAX_DELAY.days} days, got {value!r}",
+            f"must be a non-negative duration of at most {MAX_DELAY.days} days, got {shown}",
         )
     return seconds
 
@@ -210,3 +220,83 @@ def check_positive_seconds(field: str, value: object) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+#: Largest ``data`` of one command, in bytes of its JSON text, unless the bus says
+#: otherwise (``CommandBus(max_data_bytes=...)``). A command is a message, not storage:
+#: PostgreSQL takes at most 255 MiB of jsonb for a whole send (every command of a batch
+#: travels in one jsonb array), and a worker leases up to 200 commands at once, so a
+#: per-command ceiling far below that keeps both the statement and the worker's memory
+#: bounded. 16 MiB is above what common brokers accept (SQS 256 KiB, Kafka 1 MB) and
+#: leaves room for 15 such commands in one batch.
+DEFAULT_MAX_DATA_BYTES = 16 * 1024 * 1024
+#: What PostgreSQL accepts for one jsonb value (the commands of one send travel as one).
+MAX_SEND_BYTES = 268_435_455
+
+
+def check_data_size(field: str, text: str, limit: int | None) -> str:
+    """The JSON ``text`` of a payload, if it is at most ``limit`` bytes (None: no limit).
+    The text is ASCII (escaped by the encoder): characters are bytes."""
+    if limit is not None and len(text) > limit:
+        raise ValidationError(
+            field,
+            f"is {len(text):,} bytes of JSON, over this bus's limit of {limit:,} "
+            "(max_data_bytes); store large content elsewhere and send a reference to it",
+        )
+    return text
+
+
+def check_max_data_bytes(value: object) -> int | None:
+    """``max_data_bytes`` of a bus: None (no limit of ours) or 1..MAX_SEND_BYTES."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SEND_BYTES:
+        raise ValidationError(
+            "max_data_bytes",
+            f"must be None or an integer from 1 to {MAX_SEND_BYTES} (PostgreSQL's jsonb "
+            f"limit), got {value!r}",
+        )
+    return int(value)
+
+
+class OwnPool:
+    """The type of :data:`OWN_POOL`, the default of ``conn=``: the bus's own pool."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "OWN_POOL"
+
+
+#: ``conn``'s default: write on a connection of the bus's own pool, committed at once.
+#: ``conn=None`` said explicitly is refused, since it usually means "the transaction I
+#: meant to pass was not there" (see :func:`check_conn`).
+OWN_POOL = OwnPool()
+
+
+def check_conn(conn: object, *, sync: bool) -> Any:
+    """``conn=`` of a send: None for the bus's own pool (``conn`` left out), or the
+    caller's connection, checked further where it is used. Refuses ``None`` and Django's
+    connection objects, which are the two easy mistakes."""
+    if conn is OWN_POOL:
+        return None
+    if conn is None:
+        raise ValidationError(
+            "conn",
+            "is None: leave conn out to send on the bus's own pool (committed at once), or "
+            "pass the open connection whose transaction the command must join",
+        )
+    module = type(conn).__module__
+    if module == "django" or module.startswith("django."):
+        how = (
+            "call connection.ensure_connection() and pass conn=connection.connection"
+            if sync
+            else "Django's connections are synchronous: use commandbus_sync.SyncCommandBus "
+            "and pass conn=connection.connection (after connection.ensure_connection())"
+        )
+        raise ValidationError(
+            "conn",
+            f"is Django's {type(conn).__name__}, not a psycopg connection: {how} (the "
+            "psycopg connection under Django's wrapper, in the same transaction)",
+        )
+    return conn

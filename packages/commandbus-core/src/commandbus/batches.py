@@ -130,6 +130,7 @@ def prepare_batch(
         schema=bus.schema,
         default_max_attempts=bus.default_max_attempts,
         batch_id=batch_id,
+        max_data_bytes=bus.max_data_bytes,
     )
     return batch_id, prepared.after(_sql.query("batch_create", bus.schema), params)
 

@@ -22,8 +22,13 @@ from commandbus._send import PreparedSend, prepare_send
 from commandbus._store import fetch_audit_events, fetch_commands
 from commandbus._tsq_filter import check_text
 from commandbus._validation import (
+    DEFAULT_MAX_DATA_BYTES,
+    OWN_POOL,
+    OwnPool,
+    check_conn,
     check_datetime,
     check_max_attempts,
+    check_max_data_bytes,
     check_name,
     check_paging,
     check_schema,
@@ -58,6 +63,11 @@ class CommandBus:
     ``send(..., conn=c)`` writes inside the caller's transaction (outbox pattern): the
     command becomes deliverable exactly when the caller commits.
 
+    ``conn`` left out, the bus writes on its own pool and commits at once; ``conn=None``
+    said explicitly is refused (it usually means a transaction that was not there).
+    ``max_data_bytes`` caps each command's ``data`` (bytes of JSON; None: no cap of ours),
+    checked before anything is sent.
+
     A bus that was given batch ``on_complete`` callbacks runs one background task that
     watches those batches; stop it with ``await bus.close()`` or ``async with bus:``.
     """
@@ -69,12 +79,15 @@ class CommandBus:
         schema: str = "commandbus",
         default_max_attempts: int = 3,
         hooks: Sequence[Hook] | None = None,
+        max_data_bytes: int | None = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
         self.pool = pool
         self.schema = check_schema(schema)
         self.default_max_attempts = check_max_attempts(
             default_max_attempts, 3, "default_max_attempts"
         )
+        #: Largest ``data`` of a command, in bytes of JSON (None: only PostgreSQL's limit).
+        self.max_data_bytes = check_max_data_bytes(max_data_bytes)
         self._batch_watcher: BatchWatcher | None = None
         #: Callables that see each command sent (see :mod:`commandbus.hooks`).
         self.hooks = Hooks(hooks)
@@ -111,7 +124,7 @@ class CommandBus:
         reply_to: str | None = None,
         max_attempts: int | None = None,
         delay: float | timedelta | None = None,
-        conn: AsyncConnection | None = None,
+        conn: AsyncConnection | OwnPool = OWN_POOL,
         priority: int = 0,
     ) -> SendResult:
         """Send one command; raises ``DuplicateCommandError`` if its id was used in the domain.
@@ -134,10 +147,10 @@ class CommandBus:
         return result
 
     async def send_batch(
-        self, requests: Sequence[SendRequest], *, conn: AsyncConnection | None = None
+        self, requests: Sequence[SendRequest], *, conn: AsyncConnection | OwnPool = OWN_POOL
     ) -> list[SendResult]:
         """Send many commands in one transaction and one statement; all or nothing."""
-        return await self._send(requests, conn=conn)
+        return await self._send(requests, conn=check_conn(conn, sync=False))
 
     async def _send(
         self,
@@ -151,6 +164,7 @@ class CommandBus:
             schema=self.schema,
             default_max_attempts=self.default_max_attempts,
             batch_id=batch_id,
+            max_data_bytes=self.max_data_bytes,
         )
         results = await self._execute_send(prepared, conn)
         if self.hooks:
@@ -318,7 +332,7 @@ class CommandBus:
         *,
         name: str | None = None,
         custom_data: dict[str, Any] | None = None,
-        conn: AsyncConnection | None = None,
+        conn: AsyncConnection | OwnPool = OWN_POOL,
         on_complete: OnBatchComplete | None = None,
     ) -> BatchResult:
         """Send ``commands`` as one tracked batch, in one transaction (all or nothing).
@@ -328,7 +342,12 @@ class CommandBus:
         in this process, when the batch reaches a terminal status (see ``watch_batch``).
         """
         result = await batches.create_batch(
-            self, domain, commands, name=name, custom_data=custom_data, conn=conn
+            self,
+            domain,
+            commands,
+            name=name,
+            custom_data=custom_data,
+            conn=check_conn(conn, sync=False),
         )
         if on_complete is not None:
             self._watcher().watch(result.batch_id, on_complete)

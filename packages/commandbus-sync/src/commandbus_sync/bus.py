@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, SendRequest, SendResult
 from commandbus._send import prepare_send
+from commandbus._validation import OWN_POOL, OwnPool, check_conn
 from commandbus.batches import prepare_batch
 from commandbus.hooks import Hook
 from commandbus.models import BatchCommand, BatchInfo, BatchResult
@@ -55,6 +56,7 @@ class SyncCommandBus(Facade):
         default_max_attempts: int | None = None,
         pool_kwargs: Mapping[str, Any] | None = None,
         hooks: Sequence[Hook] | None = None,
+        max_data_bytes: int | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else get_default_runtime()
         self._target = self._bind(
@@ -69,6 +71,8 @@ class SyncCommandBus(Facade):
                 "schema": schema,
                 "default_max_attempts": default_max_attempts,
                 "hooks": hooks,
+                # None: the async bus's default (a bus without a cap: build it and pass it)
+                "max_data_bytes": max_data_bytes,
             },
         )
 
@@ -88,11 +92,11 @@ class SyncCommandBus(Facade):
         reply_to: str | None = None,
         max_attempts: int | None = None,
         delay: float | timedelta | None = None,
-        conn: psycopg.Connection[Any] | None = None,
+        conn: psycopg.Connection[Any] | OwnPool = OWN_POOL,
         priority: int = 0,
     ) -> SendResult:
         """Blocking :meth:`CommandBus.send`; ``conn`` is the caller's sync connection (outbox)."""
-        if conn is not None:
+        if check_conn(conn, sync=True) is not None:
             request = SendRequest(
                 domain,
                 command_type,
@@ -120,15 +124,18 @@ class SyncCommandBus(Facade):
         )
 
     def send_batch(
-        self, requests: Sequence[SendRequest], *, conn: psycopg.Connection[Any] | None = None
+        self, requests: Sequence[SendRequest], *, conn: psycopg.Connection[Any] | OwnPool = OWN_POOL
     ) -> list[SendResult]:
         """Blocking :meth:`CommandBus.send_batch`; with ``conn``, written in the caller's
         thread and transaction with the core's own statement."""
-        if conn is not None:
+        if check_conn(conn, sync=True) is not None:
             bus = self._target
             sync_conn = check_connection(conn)
             prepared = prepare_send(
-                requests, schema=bus.schema, default_max_attempts=bus.default_max_attempts
+                requests,
+                schema=bus.schema,
+                default_max_attempts=bus.default_max_attempts,
+                max_data_bytes=bus.max_data_bytes,
             )
             results = execute_send(sync_conn, prepared, self._target.hooks)
             if bus.hooks:
@@ -151,13 +158,13 @@ class SyncCommandBus(Facade):
         *,
         name: str | None = None,
         custom_data: dict[str, Any] | None = None,
-        conn: psycopg.Connection[Any] | None = None,
+        conn: psycopg.Connection[Any] | OwnPool = OWN_POOL,
         on_complete: Callable[[BatchInfo], object] | None = None,
     ) -> BatchResult:
         """Blocking :meth:`CommandBus.create_batch`; ``conn`` may be the caller's sync
         connection (outbox); ``on_complete`` may be a plain ``def`` (it then runs in a
         worker thread, not on the loop)."""
-        if conn is not None:
+        if check_conn(conn, sync=True) is not None:
             sync_conn = check_connection(conn)
             batch_id, prepared = prepare_batch(
                 self._target, domain, commands, name=name, custom_data=custom_data

@@ -191,6 +191,7 @@ class BaseProcessManager(ABC, Generic[TState, TStep]):
             [first.request],
             schema=self.bus.schema,
             default_max_attempts=self.bus.default_max_attempts,
+            max_data_bytes=self.bus.max_data_bytes,
         )
         return process_id, prepared.after(_sql.query("process_start", self.bus.schema), params)
 
