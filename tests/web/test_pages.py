@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import httpx
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import CommandBus
-from web.helpers import park, send
+from commandbus import BatchCommand, CommandBus
+from core.helpers import execute
+from web.helpers import csrf, park, send
 
 
 async def test_every_page_renders(
@@ -27,3 +31,87 @@ async def test_every_page_renders(
     ):
         response = await anon.get(path)
         assert response.status_code == 200, (path, response.text[-2000:])
+
+
+async def test_batch_process_and_parked_reply_pages(
+    client: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
+) -> None:
+    batch = await bus.create_batch(
+        "orders",
+        [BatchCommand("Charge", uuid.uuid4(), {"n": n}) for n in range(4)],
+        name="<i>nightly</i>",
+    )
+    page = await client.get("/batches")
+    assert str(batch.batch_id) in page.text and "&lt;i&gt;nightly&lt;/i&gt;" in page.text
+    page = await client.get(f"/batches/orders/{batch.batch_id}")
+    assert page.status_code == 200
+    assert 'max="4" value="0"' in page.text  # progress: nothing finished yet
+    assert (await client.get(f"/batches/orders/{uuid.uuid4()}")).status_code == 404
+
+    process_id, command_id = uuid.uuid4(), uuid.uuid4()
+    await execute(
+        pool,
+        schema,
+        "INSERT INTO {schema}.processes (process_id, domain, process_type, status, "
+        "current_step, state, completed_steps) VALUES (%s, 'orders', 'Checkout', "
+        "'COMPENSATED', 'release', '{{}}', '[\"reserve\"]')",
+        [process_id],
+    )
+    await execute(
+        pool,
+        schema,
+        "INSERT INTO {schema}.process_audit (process_id, entry_type, step, command_domain, "
+        "command_id, command_type, sent_at, reply_outcome, received_at, error_message) "
+        "VALUES (%s, 'STEP', 'charge', 'orders', %s, 'Charge', now(), 'FAILED', now(), "
+        "'<b>declined</b>'), (%s, 'COMPENSATION', 'release', 'orders', %s, 'Release', now(), "
+        "'SUCCESS', now(), NULL)",
+        [process_id, command_id, process_id, uuid.uuid4()],
+    )
+    page = await client.get("/processes", params={"status": "COMPENSATED"})
+    assert str(process_id) in page.text
+    page = await client.get(f"/processes/{process_id}")
+    assert page.status_code == 200
+    assert 'class="event compensation"' in page.text
+    assert "&lt;b&gt;declined&lt;/b&gt;" in page.text
+    assert (await client.get(f"/processes/{uuid.uuid4()}")).status_code == 404
+
+    for n in range(2):
+        await execute(
+            pool,
+            schema,
+            "INSERT INTO {schema}.parked_replies (queue, domain, command_id, command_type, "
+            "outcome, read_ct, reason_code, reason) VALUES ('replies', 'orders', %s, "
+            "'Charge', 'SUCCESS', 1, 'UNKNOWN_PROCESS', %s)",
+            [uuid.uuid4(), f"no process <{n}>"],
+        )
+    page = await client.get("/replies")
+    assert "no process &lt;0&gt;" in page.text
+    ids = [int(i) for i in re.findall(r'action="/replies/(\d+)/retry"', page.text)]
+    assert len(ids) == 2
+    token = csrf(page)
+    retried = await client.post(f"/replies/{ids[0]}/retry", data={"csrf_token": token})
+    assert retried.status_code == 303
+    discarded = await client.post(f"/replies/{ids[1]}/discard", data={"csrf_token": token})
+    assert discarded.status_code == 303
+    rows = await execute(pool, schema, "SELECT count(*) FROM {schema}.parked_replies")
+    assert rows == [(0,)]
+    queued = await execute(pool, schema, "SELECT count(*) FROM {schema}.replies")
+    assert queued == [(1,)]
+
+
+async def test_command_search_filters_and_bad_input(
+    anon: httpx.AsyncClient, bus: CommandBus
+) -> None:
+    ids = await send(bus, 3, command_type="Charge")
+    other = await send(bus, 1, domain="billing", command_type="Invoice")
+    page = await anon.get("/commands", params={"type": "Invoice"})
+    assert str(other[0]) in page.text and str(ids[0]) not in page.text
+    page = await anon.get("/commands", params={"id": str(ids[1])})
+    assert str(ids[1]) in page.text and str(ids[0]) not in page.text
+    page = await anon.get("/commands", params={"status": "PENDING", "domain": "orders"})
+    assert all(str(i) in page.text for i in ids)
+    for bad in ({"id": "nope"}, {"status": "WHATEVER"}, {"after_time": "yesterday"}):
+        response = await anon.get("/commands", params=bad)
+        assert response.status_code == 400, bad
+    assert (await anon.get(f"/commands/orders/{uuid.uuid4()}")).status_code == 404
+    assert (await anon.get("/commands/orders/not-a-uuid")).status_code == 400
