@@ -216,3 +216,18 @@ def test_timeouts_are_validated() -> None:
         with pytest.raises(ValidationError):
             registry.register(DOMAIN, "X", lambda c, x: None, timeout=bad)  # type: ignore[arg-type]
     assert registry.get(DOMAIN, "X") is None
+
+
+async def test_commands_cancel_on_the_cli(database_url: str, schema: str, bus: CommandBus) -> None:
+    from core.test_cli import db, run_cli
+
+    command_id = uuid.uuid4()
+    await bus.send(DOMAIN, "Ship", command_id, {}, delay=3600)
+    args = db(database_url, schema, "commands", "cancel", DOMAIN, str(command_id))
+    done = await run_cli(*args, "--reason", "duplicate order", "--operator", "eve", "--json")
+    assert done.json()["status"] == "CANCELED"
+    trail = await bus.get_audit_trail(command_id, domain=DOMAIN)
+    assert trail[-1].event_type == "OPERATOR_CANCEL"
+    assert trail[-1].details == {"operator": "eve", "reason": "duplicate order"}
+    again = await run_cli(*args, "--reason", "again")
+    assert "cannot be canceled" in again.one_line_error(2)

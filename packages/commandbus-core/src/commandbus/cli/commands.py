@@ -1,4 +1,4 @@
-"""``commandbus commands list|show``: commands as the system of record has them."""
+"""``commandbus commands list|show|cancel``: commands as the system of record has them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus.bus import CommandBus
-from commandbus.cli._args import Parser, add_paging, uuid_arg
+from commandbus.cli._args import Parser, add_operator, add_paging, uuid_arg
 from commandbus.cli._connect import with_pool
 from commandbus.cli._output import emit, fields, table
 from commandbus.models import CommandMetadata, CommandStatus
@@ -34,6 +34,34 @@ def add_parser(commands: Any, common: Parser) -> None:
     show.add_argument("domain", metavar="DOMAIN")
     show.add_argument("command_id", metavar="ID", type=uuid_arg)
     show.set_defaults(run=with_pool(show_command))
+
+    cancel = actions.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a command: at once if it is not running, else at its worker's next look",
+    )
+    cancel.add_argument("domain", metavar="DOMAIN")
+    cancel.add_argument("command_id", metavar="ID", type=uuid_arg)
+    cancel.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    add_operator(cancel)
+    cancel.set_defaults(run=with_pool(_cancel))
+
+
+async def _cancel(pool: AsyncConnectionPool, args: argparse.Namespace) -> None:
+    bus = CommandBus(pool, schema=args.schema)
+    status = await bus.cancel(
+        args.domain, args.command_id, reason=args.reason, operator=args.operator
+    )
+    said = (
+        "canceled"
+        if status == CommandStatus.CANCELED
+        else "is running: its worker was asked to cancel it"
+    )
+    emit(
+        args,
+        {"domain": args.domain, "command_id": args.command_id, "status": status},
+        lambda: f"command {args.command_id} in domain {args.domain!r} {said}",
+    )
 
 
 async def _list(pool: AsyncConnectionPool, args: argparse.Namespace) -> None:
