@@ -33,7 +33,12 @@ async def _wait_all_done(worker: Worker, n: int) -> None:
 
 
 async def throughput(
-    url: str, n: int, concurrency: int, plain: bool, hooks: list[Any] | None = None
+    url: str,
+    n: int,
+    concurrency: int,
+    plain: bool,
+    hooks: list[Any] | None = None,
+    other_type_limit: int | None = None,
 ) -> float:
     async with fresh_schema_pool(url, max_size=concurrency + 4) as (pool, schema):
         bus = CommandBus(pool, schema=schema)
@@ -46,6 +51,8 @@ async def throughput(
                 return None
 
             registry.register(DOMAIN, "Noop", noop)
+        if other_type_limit is not None:  # the domain leases with its limits checked
+            registry.register(DOMAIN, "Capped", noop, max_running=other_type_limit)
         for start in range(0, n, 1000):
             await bus.send_batch(
                 [
@@ -107,10 +114,14 @@ async def main() -> None:
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, nargs="*", default=[10, 50, 100, 200])
     parser.add_argument("--hooks-only", action="store_true", help="only the hooks A/B")
+    parser.add_argument("--limits-only", action="store_true", help="only the limits A/B")
     args = parser.parse_args()
     with server_url() as url:
         if args.hooks_only:
             await hooks_cost(url, args.n, rounds=5)
+            return
+        if args.limits_only:
+            await limits_cost(url, args.n, rounds=5)
             return
         print(f"{'handler':<10}{'concurrency':>12}{'commands/s':>14}")
         for c in args.concurrency:
@@ -172,6 +183,21 @@ async def hooks_cost(url: str, n: int, rounds: int = 3) -> None:
     for name, values in rates.items():
         on = statistics.median(values)
         print(f"  {name:<8}{on:>12,.0f}/s   cost {1 - on / off:>6.1%}")
+
+
+async def limits_cost(url: str, n: int, rounds: int = 3) -> None:
+    """A/B in one run, interleaved: unlimited no-op commands at c=100 in a domain without
+    concurrency limits, and in one where another type has a limit (every dequeue then
+    takes the limits lock and counts running commands of the limited type)."""
+    off: list[float] = []
+    on: list[float] = []
+    for _ in range(rounds):
+        off.append(await throughput(url, n, 100, plain=False))
+        on.append(await throughput(url, n, 100, plain=False, other_type_limit=5))
+    a, b = statistics.median(off), statistics.median(on)
+    print(f"limits A/B (async no-op, c=100, medians of {rounds}, interleaved):")
+    print(f"  domain without limits   {a:>10,.0f}/s")
+    print(f"  another type limited    {b:>10,.0f}/s   cost {1 - b / a:>6.1%}")
 
 
 if __name__ == "__main__":

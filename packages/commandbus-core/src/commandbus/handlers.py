@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from commandbus._errors import ConfigurationError, HandlerAlreadyRegisteredError
-from commandbus._validation import check_name, check_positive_seconds
+from commandbus._validation import check_name, check_positive_int, check_positive_seconds
 from commandbus.models import Command
 
 if TYPE_CHECKING:
@@ -48,32 +48,58 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._timeouts: dict[tuple[str, str], float] = {}
+        self._max_running: dict[tuple[str, str], int] = {}
 
     def register(
-        self, domain: str, command_type: str, fn: Handler, *, timeout: float | None = None
+        self,
+        domain: str,
+        command_type: str,
+        fn: Handler,
+        *,
+        timeout: float | None = None,
+        max_running: int | None = None,
     ) -> None:
-        """Register ``fn``; ``timeout`` bounds each run in seconds (see
-        :meth:`timeout`)."""
+        """Register ``fn``; ``timeout`` bounds each run in seconds (see :meth:`timeout`),
+        ``max_running`` how many may run at once across all workers (see
+        :meth:`max_running`)."""
         key = (check_name("domain", domain), check_name("command_type", command_type))
         if not callable(fn):
             raise ConfigurationError(f"handler for {key} is not callable: {fn!r}")
         seconds = None if timeout is None else check_positive_seconds("timeout", timeout)
+        cap = None if max_running is None else check_positive_int("max_running", max_running)
         if key in self._handlers:
             raise HandlerAlreadyRegisteredError(*key)
         self._handlers[key] = fn
         if seconds is not None:
             self._timeouts[key] = seconds
+        if cap is not None:
+            self._max_running[key] = cap
 
     def handler(
-        self, domain: str, command_type: str, *, timeout: float | None = None
+        self,
+        domain: str,
+        command_type: str,
+        *,
+        timeout: float | None = None,
+        max_running: int | None = None,
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`register`."""
 
         def register(fn: F) -> F:
-            self.register(domain, command_type, fn, timeout=timeout)
+            self.register(domain, command_type, fn, timeout=timeout, max_running=max_running)
             return fn
 
         return register
+
+    def max_running(self, domain: str) -> dict[str, int]:
+        """The concurrency limits declared for ``domain``: command type -> most commands
+        of that type running at once, across every worker process of the domain.
+
+        Workers write them to the database when they start (the last deploy's figure
+        wins) and lease with them: a type at its limit is not leased until one of its
+        commands ends. Types without a limit cost nothing extra.
+        """
+        return {kind: cap for (d, kind), cap in self._max_running.items() if d == domain}
 
     def timeout(self, domain: str, command_type: str) -> float | None:
         """Seconds a run of this handler may take, if it was registered with a timeout.

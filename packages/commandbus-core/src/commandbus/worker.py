@@ -172,6 +172,7 @@ class Worker(Consumer):
         self._pending_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._sync_conns: SyncHandlerConnections | None = None  # ctx.sync_conn, lazily
+        self._limited: bool | None = None  # the domain has concurrency limits (first lease)
         # Handlers running now, by lease id: their context and (async) deadline scope,
         # for cancel requests to reach them.
         self._live: dict[int, tuple[HandlerContext, asyncio.Timeout | None]] = {}
@@ -306,15 +307,39 @@ class Worker(Consumer):
         # transaction: the lease settings hold for the dequeue alone, and a failure rolls
         # back both. (conn.transaction() here would add a round trip for its own sync.)
         async with autocommit_connection(self.pool) as conn:
+            if self._limited is None:
+                self._limited = await self._declare_limits(conn)
+            limited = self._limited and statement == "dequeue"
+            query = self._lease_query(statement, limited)
             async with conn.pipeline():
                 await tuple_cursor(conn).execute(_sql.query("lease_settings", self.schema))
-                cur = await tuple_cursor(conn).execute(_sql.query(statement, self.schema), params)
+                if limited:  # dequeues of the domain take turns from here to the commit
+                    await tuple_cursor(conn).execute(_sql.query("limits_lock", self.schema), params)
+                cur = await tuple_cursor(conn).execute(query, params)
             rows = await cur.fetchall()
         leases = [_lease(self.domain, row) for row in rows if row[2] is not None]
         if rows and rows[-1][-1]:
             self._expired_waiting = True
         self.stats["received"] += len(leases)
         return leases
+
+    def _lease_query(self, statement: str, limited: bool) -> bytes:
+        if statement != "dequeue":
+            return _sql.query(statement, self.schema)
+        pick = _sql.query("dequeue_pick_limited" if limited else "dequeue_pick", self.schema)
+        return _sql.query("dequeue", self.schema, picked=pick.decode())
+
+    async def _declare_limits(self, conn: AsyncConnection) -> bool:
+        """Write the registry's concurrency limits for the domain; whether it has any
+        (declared here or by other workers' registries)."""
+        declared = self.registry.max_running(self.domain)
+        params = {
+            "domain": self.domain,
+            "command_types": list(declared),
+            "max_running": list(declared.values()),
+        }
+        row = await fetch_one(conn, _sql.query("limits_declare", self.schema), params)
+        return bool(row and row[0])
 
     def _on_task_done(self, lease_id: int, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

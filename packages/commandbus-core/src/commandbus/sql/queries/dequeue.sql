@@ -6,22 +6,10 @@
 -- then takes that command alone (rescue.sql), so only a command that kills its worker
 -- uses up its attempts, not the commands leased with it. `alone`: the worker has nothing
 -- else in flight, so one command leased now runs alone (lease_solo, see rescue.sql).
--- Runs after lease_settings.sql, in the same transaction.
-WITH picked AS (
-    SELECT x.command_id
-    FROM generate_series(0, 9) AS p(priority)
-    CROSS JOIN LATERAL (
-        SELECT c.command_id, c.vt, c.msg_id
-        FROM {schema}.commands c
-        WHERE c.domain = %(domain)s AND c.status = 'PENDING'
-          AND c.priority = p.priority AND c.vt <= now()
-        ORDER BY c.vt, c.msg_id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ) x
-    ORDER BY p.priority, x.vt, x.msg_id
-    LIMIT %(limit)s
-), leased AS (
+-- Runs after lease_settings.sql, in the same transaction. The `picked` CTE that chooses
+-- the commands is a fragment: dequeue_pick.sql, or dequeue_pick_limited.sql for a domain
+-- with concurrency limits.
+WITH {picked}, leased AS (
     UPDATE {schema}.commands c
     SET status = 'IN_PROGRESS', attempts = c.attempts + 1,
         vt = now() + make_interval(secs => %(lease)s),
@@ -39,7 +27,9 @@ SELECT leased.*, e.expired
 FROM (
     SELECT EXISTS (SELECT 1 FROM {schema}.commands x
                    WHERE x.domain = %(domain)s AND x.status = 'IN_PROGRESS'
-                     AND x.vt <= now()) AS expired
+                     AND x.vt <= now()
+                     AND NOT EXISTS (SELECT 1 FROM {schema}.paused_domains pd
+                                     WHERE pd.domain = %(domain)s)) AS expired
 ) e
 LEFT JOIN leased ON true
 ORDER BY leased.priority, leased.msg_id

@@ -6,13 +6,13 @@ WITH cmd AS (
     SET status = %(status)s, result = %(result)s::jsonb, updated_at = now()
     WHERE domain = %(domain)s AND command_id = %(command_id)s
       AND status = 'IN_TROUBLESHOOTING_QUEUE'
-    RETURNING domain, command_id, command_type, correlation_id, reply_to, result
+    RETURNING domain, command_id, command_type, correlation_id, reply_to, result, trace_context
 ), rep AS (
     INSERT INTO {schema}.replies
         (queue, domain, command_id, command_type, correlation_id, outcome, result,
-         error_code, error_message)
+         error_code, error_message, trace_context)
     SELECT reply_to, domain, command_id, command_type, correlation_id, %(outcome)s, result,
-           %(error_code)s, %(reply_message)s
+           %(error_code)s, %(reply_message)s, trace_context
     FROM cmd
     WHERE reply_to IS NOT NULL
     RETURNING queue
