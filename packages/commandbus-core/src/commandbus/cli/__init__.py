@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # for worker --processes
         if args.command != "worker":
             logging.basicConfig(level=logging.ERROR)  # no pool warnings next to our one line
         status: int = args.run(args)

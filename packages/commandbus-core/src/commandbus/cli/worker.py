@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from commandbus.cli import _supervisor
 from commandbus.cli._args import (
     Parser,
     UsageError,
@@ -50,7 +51,7 @@ def add_parser(commands: Any, common: Parser) -> None:
         metavar="APP:REGISTRY",
         help="module and its HandlerRegistry, e.g. shop.handlers:registry",
     )
-    parser.add_argument("--domain", required=True)
+    _supervisor.add_arguments(parser)  # --domain NAME[=CONCURRENCY] ..., --processes N
     parser.add_argument("--concurrency", type=positive_int, default=10, help="(default 10)")
     parser.add_argument(
         "--stop-timeout",
@@ -83,6 +84,8 @@ def add_parser(commands: Any, common: Parser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if _supervisor.wanted(args):
+        return _supervisor.supervise(args, load_registry)
     registry = load_registry(args.app, args.domain)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
