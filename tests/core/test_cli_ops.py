@@ -8,7 +8,7 @@ import uuid
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import CommandBus
+from commandbus import CommandBus, Schedule, Scheduler
 from core.helpers import execute
 from core.test_cli import db, run_many
 
@@ -50,3 +50,46 @@ async def test_prune_refuses_a_bad_age(database_url: str, schema: str) -> None:
     )
     assert "not a duration" in bad.one_line_error(2)
     assert "longer than 0" in zero.one_line_error(2)
+
+
+async def test_schedules_lists_the_served_schedules_with_their_next_tick(
+    database_url: str, schema: str, pool: AsyncConnectionPool
+) -> None:
+    nightly = Schedule(
+        "nightly", domain=DOMAIN, command_type="Report", cron="0 3 * * *", tz="Europe/Paris"
+    )
+    await Scheduler(pool, [nightly], schema=schema).run_due()
+    listed, empty = await run_many(
+        db(database_url, schema, "--json", "schedules"),
+        db(database_url, f"{schema}_none", "schedules"),
+    )
+    (row,) = listed.json()
+    assert row["name"] == "nightly" and row["spec"] == "cron 0 3 * * * Europe/Paris"
+    assert row["next_tick"] > row["last_tick"]
+    assert empty.status == 1 and "migrated" in empty.stderr
+    (text,) = await run_many(db(database_url, schema, "schedules"))
+    assert "nightly" in text.stdout and "Report" in text.stdout
+
+
+async def test_worker_retry_flags_are_validated(database_url: str, schema: str) -> None:
+    app = "nowhere:registry"
+    backoff, timeout, attempts = await run_many(
+        db(database_url, schema, "worker", app, "--domain", DOMAIN, "--backoff", "10,x"),
+        db(database_url, schema, "worker", app, "--domain", DOMAIN, "--visibility-timeout", "0"),
+        db(database_url, schema, "worker", app, "--domain", DOMAIN, "--max-attempts", "0"),
+    )
+    assert "--backoff" in backoff.one_line_error(2)
+    assert "--visibility-timeout" in timeout.one_line_error(2)
+    assert "--max-attempts" in attempts.one_line_error(2)
+
+
+def test_worker_retry_flags_build_the_policy() -> None:
+    from commandbus import RetryPolicy
+    from commandbus.cli import build_parser
+    from commandbus.cli.worker import _retry_policy
+
+    parse = build_parser().parse_args
+    args = parse(["worker", "a:b", "--domain", "d", "--backoff", "1,2.5", "--max-attempts", "4"])
+    assert _retry_policy(args) == RetryPolicy(max_attempts=4, backoff=(1, 2.5))
+    assert args.visibility_timeout == 30.0
+    assert _retry_policy(parse(["worker", "a:b", "--domain", "d"])) is None

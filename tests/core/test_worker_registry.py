@@ -325,7 +325,8 @@ async def test_migration_5_applies_on_top_of_a_version_4_schema(
         with pytest.raises(Exception, match="workers"):
             await list_workers(old, schema=schema)
 
-        assert await migrate(old, schema=schema) == [5]
+        after_4 = [version for version, _, _ in _sql.migration_files() if version > 4]
+        assert await migrate(old, schema=schema) == after_4
 
         async with running(make_worker(old, schema, HandlerRegistry())) as worker:
             (row,) = await wait_until(lambda: _rows(old, schema), what="the registration")

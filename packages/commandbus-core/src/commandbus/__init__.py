@@ -29,6 +29,7 @@ from commandbus._errors import (
 )
 from commandbus._registry import list_workers
 from commandbus.bus import CommandBus
+from commandbus.domains import PausedDomain, list_paused, pause_domain, resume_domain
 from commandbus.handlers import HandlerContext, HandlerRegistry, handler
 from commandbus.health import check_health
 from commandbus.migrations import migrate, migration_sql
@@ -60,9 +61,16 @@ from commandbus.process import (
     ProcessRepository,
     ProcessStatus,
 )
-from commandbus.pruner import PruneResult, Pruner, Retention
+from commandbus.pruner import Pruner, PruneResult, Retention
 from commandbus.replies import ReplyQueue, read_replies
 from commandbus.retry import RetryPolicy
+from commandbus.schedules import (
+    Schedule,
+    ScheduledSend,
+    Scheduler,
+    ScheduleState,
+    list_schedules,
+)
 from commandbus.troubleshooting import (
     BulkResult,
     ErrorGroup,
@@ -137,6 +145,7 @@ __all__ = [
     "HealthReport",
     "InvalidOperationError",
     "ParkedReply",
+    "PausedDomain",
     "PermanentCommandError",
     "ProcessAuditEntry",
     "ProcessCommand",
@@ -152,6 +161,10 @@ __all__ = [
     "ReplyQueue",
     "Retention",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleState",
+    "ScheduledSend",
+    "Scheduler",
     "SendRequest",
     "SendResult",
     "TransientCommandError",
@@ -166,10 +179,14 @@ __all__ = [
     "WorkerInfo",
     "check_health",
     "handler",
+    "list_paused",
+    "list_schedules",
     "list_workers",
     "migrate",
     "read_replies",
     "migration_sql",
+    "pause_domain",
+    "resume_domain",
 ]
 # Lazy names are listed only when the companion is installed, so that
 # ``from commandbus import *`` works without it (find_spec does not import it).

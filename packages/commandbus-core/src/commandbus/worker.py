@@ -61,6 +61,7 @@ from commandbus.hooks import Handling, Hook, Hooks
 from commandbus.models import Command, CommandStatus
 from commandbus.pruner import DEFAULT_RETENTION, Pruner, Retention
 from commandbus.retry import RetryPolicy
+from commandbus.schedules import Schedule, Scheduler
 
 __all__ = ["Worker", "current_worker"]
 
@@ -114,6 +115,7 @@ class Worker(Consumer):
         schema: str = "commandbus",
         hooks: Sequence[Hook] | None = None,
         retention: Retention | None = DEFAULT_RETENTION,
+        schedules: Sequence[Schedule] = (),
         handler_timeout: float | None = None,
     ) -> None:
         self.pool = pool
@@ -123,6 +125,9 @@ class Worker(Consumer):
         self.visibility_timeout = check_positive_seconds("visibility_timeout", visibility_timeout)
         self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
         self.retry_policy = retry_policy or RetryPolicy()
+        # A policy's max_attempts given here cannot change commands' budgets (fixed when
+        # sent): said once, at the first command whose budget differs (see _start).
+        self._budget_unchecked = retry_policy is not None
         self.use_notify = use_notify
         self.thread_pool_size = (
             self.concurrency
@@ -139,6 +144,9 @@ class Worker(Consumer):
         #: Deletes finished work older than ``retention.older_than`` while the worker runs
         #: (one pruner at a time does the work across processes); None: ``retention=None``.
         self.pruner = None if retention is None else Pruner(pool, retention, schema=self.schema)
+        #: Sends the commands of ``schedules`` at their ticks while the worker runs (each
+        #: tick once, however many workers serve the same schedules).
+        self.scheduler = Scheduler(pool, schedules, schema=self.schema) if schedules else None
         #: Callables that see each handler start and each recorded outcome (see hooks).
         self.hooks = Hooks(hooks)
         self._fetch_threshold = 1
@@ -211,6 +219,8 @@ class Worker(Consumer):
         ]
         if self.pruner is not None:
             background.append(asyncio.create_task(self.pruner.run()))
+        if self.scheduler is not None:
+            background.append(asyncio.create_task(self.scheduler.run()))
         return background
 
     def _called_by_own_work(self) -> bool:
@@ -259,6 +269,8 @@ class Worker(Consumer):
 
     def _start(self, leases: list[Lease]) -> None:
         expires = asyncio.get_running_loop().time() + self.visibility_timeout
+        if self._budget_unchecked:
+            self._warn_if_budget_differs(leases)
         for lease in leases:
             task = asyncio.create_task(self._process(lease))
             self._handling += 1
@@ -496,6 +508,25 @@ class Worker(Consumer):
         with contextlib.suppress(psycopg.Error):
             await conn.rollback()
         return outcome
+
+    def _warn_if_budget_differs(self, leases: list[Lease]) -> None:
+        """Warn once: RetryPolicy.max_attempts does not apply to commands sent with their
+        own budget (every command has one: send(max_attempts=...) or the bus's default)."""
+        policy = self.retry_policy.max_attempts
+        for lease in leases:
+            if lease.max_attempts != policy:
+                self._budget_unchecked = False
+                log.warning(
+                    "worker %s: RetryPolicy(max_attempts=%d) does not apply to command %s, "
+                    "sent with max_attempts=%d: a command's attempt budget is fixed when it "
+                    "is sent (send(max_attempts=...) or CommandBus(default_max_attempts=...)); "
+                    "the worker's policy sets only the backoff between attempts",
+                    self.name,
+                    policy,
+                    lease.command.command_id,
+                    lease.max_attempts,
+                )
+                return
 
     def _warn_committed_on_its_own(self, lease: Lease) -> None:
         """A handler that used ctx.conn and left no transaction open committed its writes

@@ -9,6 +9,14 @@ from commandbus_sync._errors import AsyncContextError, RuntimeClosedError
 from commandbus_sync.bus import SyncCommandBus
 from commandbus_sync.config import configure
 from commandbus_sync.health import check_health, list_workers
+from commandbus_sync.periodic import (
+    SyncPruner,
+    SyncScheduler,
+    list_paused,
+    list_schedules,
+    pause_domain,
+    resume_domain,
+)
 from commandbus_sync.process import (
     SyncProcessManager,
     SyncProcessReplyRouter,
@@ -25,10 +33,16 @@ __all__ = [
     "SyncProcessManager",
     "SyncProcessReplyRouter",
     "SyncProcessRepository",
+    "SyncPruner",
     "SyncRuntime",
+    "SyncScheduler",
     "SyncTroubleshootingQueue",
     "SyncWorker",
     "check_health",
     "configure",
+    "list_paused",
+    "list_schedules",
     "list_workers",
+    "pause_domain",
+    "resume_domain",
 ]

@@ -16,6 +16,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import HandlerRegistry, RetryPolicy, ValidationError, Worker
 from commandbus.hooks import Hook
+from commandbus.pruner import DEFAULT_RETENTION, Retention
+from commandbus.schedules import Schedule
 from commandbus_sync._service import ServiceFacade
 from commandbus_sync.config import configured_thread_pool_size, default_thread_pool_size
 from commandbus_sync.runtime import SyncRuntime, get_default_runtime
@@ -58,11 +60,15 @@ class SyncWorker(ServiceFacade):
         use_notify: bool | None = None,
         thread_pool_size: int | None = None,
         schema: str | None = None,
+        schedules: Sequence[Schedule] | None = None,
+        retention: Retention | None = DEFAULT_RETENTION,
         pool_kwargs: Mapping[str, Any] | None = None,
         hooks: Sequence[Hook] | None = None,
         listen_conninfo: str | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else get_default_runtime()
+        if retention is None and worker is not None:
+            raise ValidationError("retention", "is taken from the given Worker; omit it")
         settings = {
             "domain": domain,
             "registry": registry,
@@ -74,6 +80,8 @@ class SyncWorker(ServiceFacade):
             "hooks": hooks,
             "thread_pool_size": thread_pool_size,
             "schema": schema,
+            "schedules": schedules,
+            "retention": None if retention is DEFAULT_RETENTION else retention,
             "listen_conninfo": listen_conninfo,
         }
         self._target = self._bind(
@@ -86,6 +94,8 @@ class SyncWorker(ServiceFacade):
             build=_build_worker,
             settings=settings,
         )
+        if retention is None:  # the opt-out (None in settings means "the default")
+            self._target.pruner = None
         self._init_runner("SyncWorker")
 
     @property

@@ -29,10 +29,12 @@ from commandbus._errors import (
 from commandbus.cli import (
     batches,
     commands,
+    domains,
     health,
     migrate,
     processes,
     retention,
+    schedules,
     stats,
     tsq,
     web,
@@ -66,7 +68,7 @@ def build_parser() -> Parser:
     common = common_options(suppress=True)
     for module in (
         *(migrate, worker, commands, tsq, batches, processes, stats, workers, health),
-        retention,
+        *(retention, schedules, domains),
         web,
     ):
         module.add_parser(subcommands, common)

@@ -29,6 +29,7 @@ from commandbus.cli._args import (
 )
 from commandbus.cli._connect import CONNECT_TIMEOUT, connect_kwargs, open_pool, resolve_dsn
 from commandbus.handlers import HandlerRegistry
+from commandbus.retry import RetryPolicy
 from commandbus.worker import Worker
 
 log = logging.getLogger("commandbus.cli")
@@ -59,6 +60,30 @@ def add_parser(commands: Any, common: Parser) -> None:
         default=30.0,
         metavar="SECONDS",
         help="(default 30)",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="lease length: a command whose handler runs longer (without "
+        "ctx.extend_visibility) is delivered again (default 30)",
+    )
+    parser.add_argument(
+        "--backoff",
+        type=backoff_seconds,
+        default=None,
+        metavar="S1,S2,...",
+        help="seconds before retry 1, 2, ...; the last repeats (default 10,60,300)",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="the retry policy's max_attempts (default 3). A command's own budget, fixed "
+        "when it was sent (send(max_attempts=...) or CommandBus(default_max_attempts=...), "
+        "default 3), wins: the worker warns once if they differ",
     )
     parser.add_argument(
         "--threads",
@@ -192,8 +217,37 @@ def _worker(
         registry=registry,
         concurrency=args.concurrency,
         thread_pool_size=args.threads or threads,
+        visibility_timeout=args.visibility_timeout,
+        retry_policy=_retry_policy(args),
         schema=args.schema,
         hooks=_metrics_hooks(args),
+    )
+
+
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds above 0."""
+    value = non_negative_seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
+    return value
+
+
+def backoff_seconds(text: str) -> tuple[float, ...]:
+    """``10,60,300``: finite, non-negative seconds, at least one."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"must be seconds separated by commas, got {text!r}")
+    return tuple(non_negative_seconds(part) for part in parts)
+
+
+def _retry_policy(args: argparse.Namespace) -> RetryPolicy | None:
+    """The policy the flags describe; None (the worker's default) when none is given."""
+    if args.backoff is None and args.max_attempts is None:
+        return None
+    default = RetryPolicy()
+    return RetryPolicy(
+        max_attempts=default.max_attempts if args.max_attempts is None else args.max_attempts,
+        backoff=default.backoff if args.backoff is None else args.backoff,
     )
 
 

@@ -9,6 +9,7 @@ WITH picked AS (
            worker AS old_worker, attempts AS old_attempts, lease_solo AS old_solo
     FROM {schema}.commands
     WHERE domain = %(domain)s AND status = 'IN_PROGRESS' AND vt <= now()
+      AND NOT EXISTS (SELECT 1 FROM {schema}.paused_domains pd WHERE pd.domain = %(domain)s)
     ORDER BY vt
     LIMIT 1
     FOR UPDATE SKIP LOCKED

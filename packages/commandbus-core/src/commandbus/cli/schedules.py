@@ -1,0 +1,61 @@
+"""``commandbus schedules``: the periodic commands, with their last and next ticks.
+
+Read from the ``schedules`` table, which the schedulers (``Worker(schedules=...)`` or a
+``Scheduler``) keep: a schedule is listed once a scheduler has served it. A next tick in
+the past means no scheduler serves it now (or it was removed from the code).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus._validation import check_schema
+from commandbus.cli._args import Parser
+from commandbus.cli._connect import with_pool
+from commandbus.cli._output import emit, table
+from commandbus.schedules import list_schedules
+
+_HEADERS = ["NAME", "SCHEDULE", "SENDS", "LAST TICK", "NEXT TICK", "DUE IN (s)"]
+
+
+def add_parser(commands: Any, common: Parser) -> None:
+    parser = commands.add_parser(
+        "schedules",
+        parents=[common],
+        help="periodic commands, with their last and next ticks",
+        description=(__doc__ or "").replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(run=with_pool(_schedules))
+
+
+async def _schedules(pool: AsyncConnectionPool, args: argparse.Namespace) -> None:
+    found = await list_schedules(pool, schema=check_schema(args.schema))
+    now = datetime.now(UTC)
+
+    def due(next_tick: datetime) -> str:
+        seconds = (next_tick - now).total_seconds()
+        return f"{seconds:.0f}" if seconds >= 0 else f"overdue {-seconds:.0f}"
+
+    def human() -> str:
+        return table(
+            _HEADERS,
+            [
+                [
+                    s.name,
+                    s.spec,
+                    f"{s.domain}/{s.command_type}",
+                    s.last_tick,
+                    s.next_tick,
+                    due(s.next_tick),
+                ]
+                for s in found
+            ],
+            empty="no schedule has been served yet",
+        )
+
+    emit(args, found, human)

@@ -1,0 +1,112 @@
+"""Pausing a domain: during an incident, stop every worker of a domain from starting its
+commands, then resume.
+
+The pause is a row in ``paused_domains``: every worker process checks it in each dequeue,
+so all obey within their poll interval (a second by default), whatever host they run on.
+Commands already running finish; sending goes on (commands wait, PENDING). Resuming
+deletes the row and wakes the domain's workers at once (NOTIFY). Both are logged at INFO
+(logger ``commandbus.domains``) with the operator and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg_pool import AsyncConnectionPool
+
+from commandbus import _sql
+from commandbus._channels import command_channel
+from commandbus._db import autocommit_connection, fetch_all, fetch_one
+from commandbus._errors import ValidationError
+from commandbus._validation import check_name, check_schema
+
+__all__ = ["PausedDomain", "list_paused", "pause_domain", "resume_domain"]
+
+log = logging.getLogger("commandbus.domains")
+
+#: Longest reason or operator name stored.
+_MAX_TEXT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PausedDomain:
+    domain: str
+    operator: str | None
+    reason: str | None
+    paused_at: datetime
+
+
+async def pause_domain(
+    pool: AsyncConnectionPool,
+    domain: str,
+    *,
+    operator: str | None = None,
+    reason: str | None = None,
+    schema: str = "commandbus",
+) -> PausedDomain:
+    """Stop the domain's workers from starting commands until :func:`resume_domain`."""
+    params = {
+        "domain": check_name("domain", domain),
+        "operator": _text("operator", operator),
+        "reason": _text("reason", reason),
+    }
+    async with autocommit_connection(pool) as conn:
+        row = await fetch_one(conn, _sql.query("domain_pause", check_schema(schema)), params)
+    assert row is not None
+    paused = PausedDomain(*row)
+    log.info(
+        "domain %s paused by %s: %s",
+        paused.domain,
+        paused.operator or "an unnamed operator",
+        paused.reason or "no reason given",
+        extra={"domain": paused.domain, "operator": paused.operator, "reason": paused.reason},
+    )
+    return paused
+
+
+async def resume_domain(
+    pool: AsyncConnectionPool,
+    domain: str,
+    *,
+    operator: str | None = None,
+    schema: str = "commandbus",
+) -> bool:
+    """Let the domain's workers start commands again (woken at once); False if the domain
+    was not paused."""
+    schema = check_schema(schema)
+    params = {
+        "domain": check_name("domain", domain),
+        "channel": command_channel(schema, domain),
+    }
+    operator = _text("operator", operator)
+    async with autocommit_connection(pool) as conn:
+        rows = await fetch_all(conn, _sql.query("domain_resume", schema), params)
+    if rows:
+        log.info(
+            "domain %s resumed by %s",
+            domain,
+            operator or "an unnamed operator",
+            extra={"domain": domain, "operator": operator},
+        )
+    return bool(rows)
+
+
+async def list_paused(
+    pool: AsyncConnectionPool, *, schema: str = "commandbus"
+) -> list[PausedDomain]:
+    """The paused domains, by name."""
+    async with autocommit_connection(pool) as conn:
+        rows = await fetch_all(conn, _sql.query("domain_list_paused", check_schema(schema)), {})
+    return [PausedDomain(*row) for row in rows]
+
+
+def _text(field: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if len(value) > _MAX_TEXT or "\x00" in value:
+        raise ValidationError(field, f"must be at most {_MAX_TEXT} characters, without NUL")
+    return value
