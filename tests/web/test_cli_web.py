@@ -109,3 +109,16 @@ def test_serves_the_console_without_showing_the_password(database_url: str, sche
             conn.execute(f"DROP ROLE {role}")
     assert f"commandbus console on http://127.0.0.1:{port}/ (read-only)" in output
     assert password not in output
+
+
+def test_incomplete_auth_settings_are_one_line_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COMMANDBUS_WEB_USER", "ops")
+    monkeypatch.delenv("COMMANDBUS_WEB_PASSWORD", raising=False)
+    monkeypatch.delenv("COMMANDBUS_WEB_PASSWORD_HASH", raising=False)
+    assert main(["web", "--dsn", "postgresql://x@localhost/x"]) == 2
+    assert "COMMANDBUS_WEB_PASSWORD_HASH" in capsys.readouterr().err
+    monkeypatch.delenv("COMMANDBUS_WEB_USER")
+    assert main(["web", "--dsn", "postgresql://x@localhost/x", "--trusted-proxy", "10.0.0.1"]) == 2
+    assert "--trusted-proxy needs --auth-header" in capsys.readouterr().err

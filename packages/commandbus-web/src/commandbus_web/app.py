@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import secrets
@@ -260,7 +259,6 @@ async def _login(console: Console, request: Request) -> Response:
     """With HTTP Basic: ask the browser for credentials, then go back to the console."""
     if await console.operator(request) is not None:
         return RedirectResponse(request.url_for("overview").path, status_code=303)
-    realm = BasicAuth.realm if isinstance(console.auth, BasicAuth) else "commandbus"
     if not isinstance(console.auth, BasicAuth):
         raise Forbidden("this console has no login page: its auth is set up by the host app")
     return await console.render(
@@ -268,7 +266,7 @@ async def _login(console: Console, request: Request) -> Response:
         "error.html",
         {"heading": "Sign in required", "detail": "wrong or missing credentials"},
         status=401,
-        headers={"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'},
+        headers={"WWW-Authenticate": f'Basic realm="{BasicAuth.realm}", charset="UTF-8"'},
     )
 
 
@@ -359,7 +357,3 @@ def parse_time(field: str, text: str | None) -> datetime | None:
     except ValueError:
         raise ValidationError(field, f"{text!r} is not a date and time") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)

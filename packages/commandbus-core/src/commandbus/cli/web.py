@@ -81,7 +81,10 @@ def _web(args: argparse.Namespace) -> int:
     except ModuleNotFoundError:
         raise ConfigurationError(MISSING) from None
     dsn = resolve_dsn(args)
-    auth = web.auth_from_options(header=args.auth_header, trusted_proxies=args.trusted_proxy)
+    try:
+        auth = web.auth_from_options(header=args.auth_header, trusted_proxies=args.trusted_proxy)
+    except ValueError as exc:  # e.g. COMMANDBUS_WEB_USER without a password
+        raise ConfigurationError(str(exc)) from None
     app = web.create_app(dsn, schema=check_schema(args.schema), auth=auth)
     mode = "read-only" if auth is None else f"sign-in: {web.describe_auth(auth)}"
     # The DSN (and its password) is never printed: only where the console listens.
