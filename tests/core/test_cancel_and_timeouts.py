@@ -21,8 +21,10 @@ from commandbus import (
     HandlerContext,
     HandlerRegistry,
     InvalidOperationError,
+    PermanentCommandError,
     ReplyOutcome,
     ReplyQueue,
+    TroubleshootingQueue,
     ValidationError,
 )
 from core.helpers import (
@@ -186,28 +188,95 @@ async def test_an_async_handler_over_its_timeout_is_a_transient_failure(
     assert row == ("HandlerTimeoutError", "HANDLER_TIMEOUT")
 
 
-async def test_a_plain_handler_over_the_workers_timeout_is_recorded_failed_and_left_to_finish(
+async def test_a_plain_handler_over_the_workers_timeout_is_retried_and_left_to_finish(
     pool: AsyncConnectionPool, schema: str, bus: CommandBus
 ) -> None:
+    await execute(pool, schema, "CREATE TABLE {schema}.notes (attempt int)")
     registry = HandlerRegistry()
     release = threading.Event()
     saw_cancel = []
 
     @registry.handler(DOMAIN, "Stuck")
     def stuck(command: Command, ctx: HandlerContext) -> None:
-        release.wait(30)
-        saw_cancel.append(ctx.cancel_requested)
+        ctx.sync_conn.execute(f'INSERT INTO "{schema}".notes VALUES (%s)', (ctx.attempt,))
+        if ctx.attempt == 1:
+            release.wait(30)  # hung, past its timeout
+            saw_cancel.append(ctx.cancel_requested)
 
     command_id = uuid.uuid4()
-    worker = make_worker(pool, schema, registry, handler_timeout=0.2)
-    async with running(worker):
-        await bus.send(DOMAIN, "Stuck", command_id, {}, max_attempts=1)
-        await wait_for_status(bus, DOMAIN, command_id, CommandStatus.IN_TROUBLESHOOTING_QUEUE)
-        release.set()  # the abandoned thread finishes; nothing more is recorded
-        await wait_until(lambda: asyncio.sleep(0, saw_cancel), what="the thread to end")
+    worker = make_worker(pool, schema, registry, handler_timeout=0.3)
+    async with running(worker):  # stopping must not wait for the hung thread
+        await bus.send(DOMAIN, "Stuck", command_id, {}, max_attempts=2)
+        meta = await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
+    assert meta.attempts == 2 and worker.stats["retried"] == 1  # a transient failure
+    release.set()  # the abandoned thread ends; its write is not committed
+    await wait_until(lambda: asyncio.sleep(0, saw_cancel), what="the thread to end")
     assert saw_cancel == [True]
-    meta = await bus.get_command(DOMAIN, command_id)
-    assert meta is not None and meta.status == CommandStatus.IN_TROUBLESHOOTING_QUEUE
+    assert await execute(pool, schema, "SELECT attempt FROM {schema}.notes") == [(2,)]
+
+
+async def test_a_cancel_that_loses_to_a_failure_does_not_cancel_the_operators_retry(
+    pool: AsyncConnectionPool, schema: str, bus: CommandBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(commandbus.worker, "CANCEL_POLL_S", 60)  # the failure comes first
+    registry = HandlerRegistry()
+    started, release = asyncio.Event(), asyncio.Event()
+    runs = []
+
+    @registry.handler(DOMAIN, "Charge")
+    async def charge(command: Command, ctx: HandlerContext) -> None:
+        runs.append(ctx.attempt)
+        if len(runs) == 1:
+            started.set()
+            await release.wait()
+            raise PermanentCommandError("CARD_BLOCKED", "blocked")
+
+    command_id = uuid.uuid4()
+    async with running(make_worker(pool, schema, registry)):
+        await bus.send(DOMAIN, "Charge", command_id, {})
+        await wait_for_event(started, what="attempt 1")
+        assert await bus.cancel(DOMAIN, command_id, reason="dup") == CommandStatus.IN_PROGRESS
+        release.set()
+        await wait_for_status(bus, DOMAIN, command_id, CommandStatus.IN_TROUBLESHOOTING_QUEUE)
+        await TroubleshootingQueue(pool, schema=schema).operator_retry(
+            DOMAIN, command_id, operator="ana"
+        )
+        meta = await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
+    assert runs == [1, 1]  # the operator's retry ran (a fresh budget), it was not canceled
+    assert meta.attempts == 1
+
+
+async def test_a_cancel_during_a_timeouts_cleanup_leaves_the_watcher_working(
+    pool: AsyncConnectionPool, schema: str, bus: CommandBus
+) -> None:
+    registry = HandlerRegistry()
+    cleaning, other_started = asyncio.Event(), asyncio.Event()
+
+    @registry.handler(DOMAIN, "Slow", timeout=0.2)
+    async def slow(command: Command, ctx: HandlerContext) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cleaning.set()
+            await asyncio.shield(asyncio.sleep(0.5))  # cleanup that outlives the timeout
+            raise
+
+    @registry.handler(DOMAIN, "Long")
+    async def long(command: Command, ctx: HandlerContext) -> None:
+        other_started.set()
+        await asyncio.sleep(60)
+
+    slow_id, long_id = uuid.uuid4(), uuid.uuid4()
+    async with running(make_worker(pool, schema, registry)):
+        await bus.send(DOMAIN, "Slow", slow_id, {}, max_attempts=1)
+        await bus.send(DOMAIN, "Long", long_id, {})
+        await wait_for_event(cleaning, what="the timed-out handler's cleanup")
+        await bus.cancel(DOMAIN, slow_id, reason="late")  # its deadline is expiring already
+        await wait_for_event(other_started, what="the other handler")
+        # The operator's cancel wins over the timeout it arrived during.
+        await wait_for_status(bus, DOMAIN, slow_id, CommandStatus.CANCELED)
+        await bus.cancel(DOMAIN, long_id, reason="still works")
+        await wait_for_status(bus, DOMAIN, long_id, CommandStatus.CANCELED)
 
 
 def test_timeouts_are_validated() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -189,16 +190,22 @@ class HandlerContext:
         self._sync_conns = sync_conns
         #: The connection lent as ``ctx.sync_conn``, once the handler asked for it.
         self.lent_sync_conn: psycopg.Connection[Any] | None = None
-        #: Set (operator, reason) when an operator cancels the command or its timeout
-        #: expires while it runs: a plain-``def`` handler should check
-        #: :attr:`cancel_requested` between steps and return early.
+        #: Set (operator, reason) when an operator cancels the command while it runs.
         self.cancel_request: dict[str, Any] | None = None
+        #: The run went over its timeout (a plain handler's attempt is then recorded as
+        #: failed without waiting for it).
+        self.timed_out = False
+        # Between a plain handler's thread and the worker: whoever takes it first decides
+        # the attempt's outcome (the thread recording a success, or the loop a timeout).
+        self.decided = threading.Lock()
+        self.recording = False
 
     @property
     def cancel_requested(self) -> bool:
         """Whether the run should stop: canceled by an operator, or over its timeout. An
-        async handler is cancelled at its next await anyway; a plain one must check."""
-        return self.cancel_request is not None
+        async handler is cancelled at its next await anyway; a plain one should check it
+        between steps and return."""
+        return self.cancel_request is not None or self.timed_out
 
     @property
     def is_last_attempt(self) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextvars import Token
 from types import TracebackType
 from typing import Any
 
@@ -147,7 +148,7 @@ class _SpanScope:
         self.span = span
         self.context = trace.set_span_in_context(span)
         self._finish = finish
-        self._token: object = None
+        self._token: Token[otel_context.Context] | None = None
 
     def __enter__(self) -> trace.Span:
         self._token = otel_context.attach(self.context)
@@ -166,7 +167,8 @@ class _SpanScope:
             elif self._finish is not None:
                 self._finish(self.span)
         finally:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
+            if self._token is not None:
+                otel_context.detach(self._token)
             self.span.end()
 
 

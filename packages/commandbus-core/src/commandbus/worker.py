@@ -80,6 +80,8 @@ _FINISHERS = 4
 _FETCH_BATCH = 200
 #: Seconds between reads of cancel requests for the handlers running.
 CANCEL_POLL_S = 1.0
+#: Seconds between reads of whether the domain has concurrency limits.
+_LIMITS_REREAD_S = 30.0
 
 
 _current_worker: contextvars.ContextVar[Worker | None] = contextvars.ContextVar(
@@ -116,6 +118,7 @@ class Worker(Consumer):
         hooks: Sequence[Hook] | None = None,
         retention: Retention | None = DEFAULT_RETENTION,
         schedules: Sequence[Schedule] = (),
+        listen_conninfo: str | None = None,
         handler_timeout: float | None = None,
     ) -> None:
         self.pool = pool
@@ -129,6 +132,7 @@ class Worker(Consumer):
         # sent): said once, at the first command whose budget differs (see _start).
         self._budget_unchecked = retry_policy is not None
         self.use_notify = use_notify
+        self.listen_conninfo = listen_conninfo
         self.thread_pool_size = (
             self.concurrency
             if thread_pool_size is None
@@ -180,7 +184,10 @@ class Worker(Consumer):
         self._pending_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._sync_conns: SyncHandlerConnections | None = None  # ctx.sync_conn, lazily
-        self._limited: bool | None = None  # the domain has concurrency limits (first lease)
+        self._limited: bool | None = None  # the domain has concurrency limits
+        self._limits_read_at = 0.0  # loop time the flag above was last read
+        # Plain handlers' calls left running past their timeout: not waited for at stop.
+        self._abandoned: set[asyncio.Future[Any]] = set()
         # Handlers running now, by lease id: their context and (async) deadline scope,
         # for cancel requests to reach them.
         self._live: dict[int, tuple[HandlerContext, asyncio.Timeout | None]] = {}
@@ -319,8 +326,11 @@ class Worker(Consumer):
         # transaction: the lease settings hold for the dequeue alone, and a failure rolls
         # back both. (conn.transaction() here would add a round trip for its own sync.)
         async with autocommit_connection(self.pool) as conn:
-            if self._limited is None:
-                self._limited = await self._declare_limits(conn)
+            now = asyncio.get_running_loop().time()
+            if self._limited is None or now - self._limits_read_at > _LIMITS_REREAD_S:
+                # Declared once; re-read now and then: another deploy may add a limit.
+                self._limited = await self._declare_limits(conn, first=self._limited is None)
+                self._limits_read_at = now
             limited = self._limited and statement == "dequeue"
             query = self._lease_query(statement, limited)
             async with conn.pipeline():
@@ -341,10 +351,10 @@ class Worker(Consumer):
         pick = _sql.query("dequeue_pick_limited" if limited else "dequeue_pick", self.schema)
         return _sql.query("dequeue", self.schema, picked=pick.decode())
 
-    async def _declare_limits(self, conn: AsyncConnection) -> bool:
-        """Write the registry's concurrency limits for the domain; whether it has any
-        (declared here or by other workers' registries)."""
-        declared = self.registry.max_running(self.domain)
+    async def _declare_limits(self, conn: AsyncConnection, *, first: bool) -> bool:
+        """Write the registry's concurrency limits for the domain (the first time);
+        whether it has any (declared here or by other workers' registries)."""
+        declared = self.registry.max_running(self.domain) if first else {}
         params = {
             "domain": self.domain,
             "command_types": list(declared),
@@ -449,11 +459,11 @@ class Worker(Consumer):
             except TimeoutError:
                 if not deadline.expired():
                     raise  # the handler's own timeout, not ours
-                if ctx.cancel_request is None:
-                    assert limit is not None
-                    return outcome_for_error(lease, HandlerTimeoutError(limit), self.retry_policy)
             if ctx.cancel_request is not None:  # canceled, even if it went on to return
                 return outcome_for_cancel(lease, ctx.cancel_request)
+            if deadline.expired():  # over its time, even if it swallowed the cancellation
+                assert limit is not None
+                return outcome_for_error(lease, HandlerTimeoutError(limit), self.retry_policy)
             return outcome_for_result(lease, result)
         except Exception as exc:
             return outcome_for_error(lease, exc, self.retry_policy)
@@ -551,19 +561,20 @@ class Worker(Consumer):
         ctx = self._context(lease, None)
         context = contextvars.copy_context()
         context.run(_current_worker.set, self)  # seen by the handler's thread only
-        call = functools.partial(context.run, self._in_handler_thread, handler, lease, ctx)
+        loop = asyncio.get_running_loop()
+        began: asyncio.Future[None] = loop.create_future()  # the thread picked it up
+        call = functools.partial(context.run, self._in_handler_thread, handler, lease, ctx, began)
         started = time.perf_counter()
         limit = self._timeout(lease)
         self._live[lease.lease_id] = (ctx, None)
         try:
-            running = asyncio.get_running_loop().run_in_executor(self._executor, call)
-            done, _ = await asyncio.wait({running}, timeout=limit)
-            if not done:  # over its timeout: abandoned to finish in its thread
-                assert limit is not None
-                ctx.cancel_request = {"operator": None, "reason": "timeout"}  # asks it to stop
+            running = loop.run_in_executor(self._executor, call)
+            if limit is not None and not await self._within(running, began, limit, ctx):
+                self._abandoned.add(running)  # left to finish in its thread
+                running.add_done_callback(self._abandoned.discard)
                 running.add_done_callback(_discard_result)
                 return outcome_for_error(lease, HandlerTimeoutError(limit), self.retry_policy)
-            outcome, finished = running.result()
+            outcome, finished = await running
         except asyncio.CancelledError:
             if _cancelling():
                 raise  # our own task's cancellation (worker stop); the thread runs on
@@ -581,13 +592,36 @@ class Worker(Consumer):
             await self._recorded(recorded)
         return None
 
+    @staticmethod
+    async def _within(
+        running: asyncio.Future[Any], began: asyncio.Future[None], limit: float, ctx: HandlerContext
+    ) -> bool:
+        """Whether a plain handler ended within ``limit`` seconds of starting in its thread
+        (time spent waiting for a free thread does not count). If not, it is marked timed
+        out, unless its thread is already recording a success, which then wins."""
+        await asyncio.wait({running, began}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({running}, timeout=limit)
+        if done:
+            return True
+        with ctx.decided:
+            if ctx.recording:  # too late to time it out: its outcome is being committed
+                return True
+            ctx.timed_out = True
+        return False
+
     def _in_handler_thread(
-        self, handler: Any, lease: Lease, ctx: HandlerContext
+        self,
+        handler: Any,
+        lease: Lease,
+        ctx: HandlerContext,
+        began: asyncio.Future[None],
     ) -> tuple[Outcome, set[Any] | None]:
         """In the handler's thread: call it, and if it wrote on ``ctx.sync_conn``, record a
         success in that transaction and commit. Returns the outcome, with the command ids
         ``finish.sql`` updated if it was recorded here (None if it is left to the
         completer)."""
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            began.get_loop().call_soon_threadsafe(_resolve, began)
         try:
             try:
                 outcome = outcome_for_result(lease, handler(lease.command, ctx))
@@ -597,6 +631,10 @@ class Worker(Consumer):
                 outcome = outcome_for_error(lease, exc, self.retry_policy)
             if ctx.cancel_request is not None:  # canceled: its writes roll back
                 outcome = outcome_for_cancel(lease, ctx.cancel_request)
+            with ctx.decided:
+                if ctx.timed_out:  # recorded as a timeout already: its writes roll back
+                    return outcome, None
+                ctx.recording = outcome.status == CommandStatus.COMPLETED
             conn = ctx.lent_sync_conn
             if conn is None:
                 return outcome, None
@@ -681,31 +719,39 @@ class Worker(Consumer):
     async def _cancel_watch(self) -> None:
         """While handlers run, read operators' cancel requests for them every
         :data:`CANCEL_POLL_S` seconds: an async handler's deadline moves to now (it is
-        cancelled at its next await), a plain one sees ``ctx.cancel_requested``."""
+        cancelled at its next await), a plain one sees ``ctx.cancel_requested``. Nothing
+        ends this loop but the worker's stop: a failed read is retried."""
         failing = False
         while True:
             await asyncio.sleep(CANCEL_POLL_S)
             if not self._live:
                 continue
-            params = {"domain": self.domain, "worker": self.name, "lease_ids": list(self._live)}
             try:
-                async with self.pool.connection() as conn:
-                    rows = await fetch_all(conn, _sql.query("cancel_requests", self.schema), params)
+                requests = await self._cancel_requests()
             except Exception as exc:
                 if not failing:  # once per outage: the fetch loop reports the database
                     log.warning("reading cancel requests failed (%s); retrying", exc)
                 failing = True
                 continue
             failing = False
-            now = asyncio.get_running_loop().time()
-            for lease_id, request in rows:
-                running = self._live.get(lease_id)
-                if running is None or running[0].cancel_request is not None:
-                    continue
-                ctx, deadline = running
-                ctx.cancel_request = request
-                if deadline is not None:
-                    deadline.reschedule(now)
+            for lease_id, request in requests:
+                self._apply_cancel(lease_id, request)
+
+    async def _cancel_requests(self) -> list[tuple[Any, ...]]:
+        params = {"domain": self.domain, "worker": self.name, "lease_ids": list(self._live)}
+        async with self.pool.connection() as conn:
+            return await fetch_all(conn, _sql.query("cancel_requests", self.schema), params)
+
+    def _apply_cancel(self, lease_id: int, request: dict[str, Any]) -> None:
+        live = self._live.get(lease_id)
+        if live is None or live[0].cancel_request is not None:
+            return
+        ctx, deadline = live
+        ctx.cancel_request = request
+        if deadline is not None and not deadline.expired():
+            # Already expiring (its timeout fired) is left to end as a timeout.
+            with contextlib.suppress(RuntimeError):
+                deadline.reschedule(asyncio.get_running_loop().time())
 
     # -- recording outcomes --------------------------------------------------------
 
@@ -817,7 +863,15 @@ class Worker(Consumer):
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
-            await _join_executor(executor)
+            if self._abandoned:  # hung past their timeout: they may never return
+                log.warning(
+                    "worker %s: %d plain-def handler(s) still running past their timeout; "
+                    "not waiting for them (the process cannot exit before they return)",
+                    self.name,
+                    len(self._abandoned),
+                )
+            else:
+                await _join_executor(executor)
         sync_conns, self._sync_conns = self._sync_conns, None
         if sync_conns is not None and sync_conns.opened:  # no handler thread is left
             await asyncio.to_thread(sync_conns.close)

@@ -65,6 +65,7 @@ class SyncWorker(ServiceFacade):
         pool_kwargs: Mapping[str, Any] | None = None,
         hooks: Sequence[Hook] | None = None,
         listen_conninfo: str | None = None,
+        handler_timeout: float | None = None,
     ) -> None:
         self.runtime = runtime if runtime is not None else get_default_runtime()
         if retention is None and worker is not None:
@@ -83,6 +84,7 @@ class SyncWorker(ServiceFacade):
             "schedules": schedules,
             "retention": None if retention is DEFAULT_RETENTION else retention,
             "listen_conninfo": listen_conninfo,
+            "handler_timeout": handler_timeout,
         }
         self._target = self._bind(
             Worker,

@@ -4,7 +4,7 @@
 -- A row caps how many commands of (domain, command_type) may be IN_PROGRESS at once,
 -- whichever workers run them. Workers whose registry declares a limit
 -- (registry.handler(..., max_running=N)) write it here at start. A domain with no row
--- dequeues exactly as before; one with rows dequeues with dequeue_limited.sql, after
+-- dequeues exactly as before; one with rows dequeues with dequeue_pick_limited.sql, after
 -- locking its rows (limits_lock.sql), so concurrent dequeues cannot both fill the last
 -- free place.
 CREATE TABLE {schema}.concurrency_limits (

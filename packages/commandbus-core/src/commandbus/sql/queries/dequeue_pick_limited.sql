@@ -1,8 +1,9 @@
 -- dequeue_pick_limited: dequeue_pick.sql for a domain with concurrency limits per
 -- command type (concurrency_limits, migration 11). Runs after limits_lock.sql in the same
 -- transaction, so the running commands it counts include every lease committed before.
--- Types with no free place are not walked; the others are walked as in dequeue_pick.sql,
--- and a limited type then keeps only as many commands as it has free places.
+-- Commands of a type with no free place are passed over (the index walk still steps over
+-- them: a deep backlog of a type at its limit costs every dequeue of the domain that
+-- walk); a limited type then keeps only as many commands as it has free places.
 free AS (
     -- Places left per limited type: its limit minus its running commands, counted
     -- with this statement's snapshot, taken after limits_lock.sql.

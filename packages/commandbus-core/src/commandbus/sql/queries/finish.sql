@@ -26,6 +26,8 @@ WITH input AS (
         last_error_traceback = COALESCE(i.error_traceback, c.last_error_traceback),
         vt = now() + make_interval(secs => i.retry_delay),
         lease_id = CASE WHEN i.event_type = 'COMPLETED' THEN c.lease_id END,
+        -- A cancel request outlives only a retry (the next lease then cancels it).
+        cancel_requested = CASE WHEN i.status = 'PENDING' THEN c.cancel_requested END,
         updated_at = now()
     FROM input i
     WHERE c.command_id = ANY (%(command_id)b::uuid[])

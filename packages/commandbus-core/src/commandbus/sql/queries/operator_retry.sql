@@ -2,6 +2,7 @@
 WITH cmd AS (
     UPDATE {schema}.commands
     SET status = 'PENDING', attempts = 0, forgiven = 0, vt = now(), lease_id = NULL,
+        cancel_requested = NULL,
         updated_at = now()
     WHERE domain = %(domain)s AND command_id = %(command_id)s
       AND status = 'IN_TROUBLESHOOTING_QUEUE'

@@ -7,6 +7,7 @@ WITH input AS (
 ), cmd AS (
     UPDATE {schema}.commands c
     SET status = 'PENDING', attempts = 0, forgiven = 0, vt = now(), lease_id = NULL,
+        cancel_requested = NULL,
         updated_at = now()
     FROM input i
     WHERE c.command_id = ANY (%(command_ids)b::uuid[])
