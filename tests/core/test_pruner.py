@@ -273,3 +273,28 @@ def test_bad_retention_settings_name_the_argument(settings: dict[str, Any], fiel
     with pytest.raises(ValidationError) as caught:
         Retention(**settings)
     assert caught.value.field == field
+
+
+async def test_a_round_failing_as_it_is_cancelled_still_ends_the_service(
+    pool: AsyncConnectionPool, schema: str
+) -> None:
+    """A worker's shutdown cancels its pruner: a driver error raised by the cancelled
+    statement's clean-up must not be taken for a failed round and retried forever."""
+    started = asyncio.Event()
+
+    class Stuck(Pruner):
+        async def _round(self) -> float:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise RuntimeError("rollback on a cancelled query failed") from None
+            return 1.0
+
+    pruner = Stuck(pool, Retention(interval=0.01), schema=schema)
+    task = asyncio.create_task(pruner.run())
+    await asyncio.wait_for(started.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert not pruner.running

@@ -66,6 +66,11 @@ class RoundService:
                 try:
                     wait = await self._round()
                 except Exception:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        # A driver error raised while the round was being cancelled (a
+                        # rollback on a cancelled query): the cancellation is what happened.
+                        raise asyncio.CancelledError from None
                     self.log.exception("%s: a round failed; trying again", self.kind)
                     wait = _RETRY_AFTER_FAILURE_S
                 with contextlib.suppress(TimeoutError):

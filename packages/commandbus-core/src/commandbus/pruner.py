@@ -19,6 +19,7 @@ schema's advisory lock (``pg_try_advisory_lock``), the others skip it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -163,9 +164,14 @@ class Pruner(RoundService):
             try:
                 result = await self._delete(conn, cutoff)
             finally:
-                await fetch_all(
-                    conn, b"SELECT pg_advisory_unlock(hashtext(%(key)s))", {"key": self._lock_key()}
-                )
+                # A connection broken (or cancelled mid-statement) is closed, not reused:
+                # the session's lock goes with it.
+                with contextlib.suppress(Exception):
+                    await fetch_all(
+                        conn,
+                        b"SELECT pg_advisory_unlock(hashtext(%(key)s))",
+                        {"key": self._lock_key()},
+                    )
         self.stats["rounds"] += 1
         self.stats["commands"] += result.commands
         self.stats["batches"] += result.batches
