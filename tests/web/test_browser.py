@@ -111,8 +111,16 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 async def _wait_page(
     driver: Any, check: Callable[[], bool], what: str, timeout: float = 20
 ) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def safe() -> bool:
+        try:
+            return check()
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False  # the page is being loaded or swapped: look again
+
     async def probe() -> bool:
-        return await _in_thread(check)
+        return await _in_thread(safe)
 
     await wait_until(probe, timeout=timeout, interval=0.2, what=what)
 
@@ -242,14 +250,16 @@ async def test_operator_fixes_the_queue_in_a_browser(
 
         # The overview's live part refreshes through htmx (polling the server).
         await _in_thread(lambda: driver.get(f"{console_url}/"))
-        first = await _in_thread(lambda: driver.find_element(By.CSS_SELECTOR, "#live .muted").text)
+        read_at = "return document.querySelector('#live .muted').textContent"
+        first = await _in_thread(lambda: driver.execute_script(read_at))
         await _wait_page(
             driver,
-            lambda: driver.find_element(By.CSS_SELECTOR, "#live .muted").text != first,
+            lambda: driver.execute_script(read_at) != first,
             "the overview to refresh itself",
             timeout=15,
         )
-        assert await _in_thread(lambda: driver.find_element(By.ID, "tsq-total").text) == "2"
+        total = "return document.getElementById('tsq-total').textContent"
+        assert await _in_thread(lambda: driver.execute_script(total)) == "2"
         _shoot(driver, "overview")
         for page, name in (("/commands", "commands"), ("/workers", "workers")):
             await _in_thread(lambda page=page: driver.get(f"{console_url}{page}"))
