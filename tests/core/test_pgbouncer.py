@@ -236,3 +236,59 @@ def test_sync_facades_through_pgbouncer(bouncer: PgBouncer, database_url: str, s
                 raise AssertionError(f"not all completed: {statuses}")
         finally:
             worker.stop(5)
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Any) -> Any:
+    import subprocess
+
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+CLI_HANDLERS = """
+from commandbus import HandlerRegistry
+
+registry = HandlerRegistry()
+
+@registry.handler("orders", "Touch")
+async def touch(command, ctx):
+    await ctx.conn.execute("SELECT 1")
+    return {"n": command.data["n"]}
+"""
+
+
+@pytest.mark.slow
+async def test_commandbus_worker_through_pgbouncer_with_its_two_flags(
+    bouncer: PgBouncer,
+    bounced_pool: AsyncConnectionPool,
+    schema: str,
+    database_url: str,
+    tmp_path: Any,
+) -> None:
+    """``--no-prepare`` (prepare_threshold=None) and ``--listen-dsn`` (direct LISTEN)."""
+    import os
+    import signal
+    import sys
+
+    (tmp_path / "bounced_handlers.py").write_text(CLI_HANDLERS)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "commandbus", "--dsn", bouncer.url, "--schema", schema]
+    command += ["worker", "bounced_handlers:registry", "--domain", "orders=4"]
+    command += ["--no-prepare", "--listen-dsn", database_url]
+    log = tmp_path / "worker.log"
+    process = _spawn(command, env, log)
+    try:
+        bus = CommandBus(bounced_pool, schema=schema)
+        ids = [uuid.uuid4() for _ in range(30)]  # past psycopg's prepare threshold
+        for n, command_id in enumerate(ids):
+            await bus.send(DOMAIN, "Touch", command_id, {"n": n})
+        for command_id in ids:
+            await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED, timeout=30)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "prepared statement" not in log.read_text()

@@ -53,6 +53,8 @@ async def open_pool(
     """
     dsn = resolve_dsn(args)
     kwargs = connect_kwargs(dsn)
+    if getattr(args, "no_prepare", False):  # PgBouncer before 1.21: --no-prepare
+        kwargs["prepare_threshold"] = None
     probe = await psycopg.AsyncConnection.connect(dsn, **kwargs)
     await probe.close()
     pool = AsyncConnectionPool(

@@ -79,6 +79,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run and supervise N worker processes per domain: a crashed one is "
         "restarted; SIGTERM stops all gracefully, a second SIGTERM at once",
     )
+    # Behind PgBouncer in transaction pooling (docs/operations.md, "PgBouncer").
+    parser.add_argument(
+        "--listen-dsn",
+        default=None,
+        metavar="DSN",
+        help="LISTEN on a direct connection to PostgreSQL (not through PgBouncer)",
+    )
+    parser.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="no server-side prepared statements (PgBouncer before 1.21)",
+    )
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,8 @@ def _run_sync(args: argparse.Namespace, registry: HandlerRegistry) -> int:
         ) from None
     dsn = resolve_dsn(args)
     kwargs = connect_kwargs(dsn)
+    if getattr(args, "no_prepare", False):  # PgBouncer before 1.21: --no-prepare
+        kwargs["prepare_threshold"] = None
     psycopg.connect(dsn, **kwargs).close()  # fail fast, with libpq's reason
     with SyncRuntime() as runtime:
         pool = runtime.open_pool(
@@ -221,6 +223,7 @@ def _worker(
         retry_policy=_retry_policy(args),
         schema=args.schema,
         hooks=_metrics_hooks(args),
+        listen_conninfo=getattr(args, "listen_dsn", None),
     )
 
 
