@@ -4,6 +4,9 @@ subprocesses against the real database."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -93,3 +96,39 @@ def test_worker_retry_flags_build_the_policy() -> None:
     assert _retry_policy(args) == RetryPolicy(max_attempts=4, backoff=(1, 2.5))
     assert args.visibility_timeout == 30.0
     assert _retry_policy(parse(["worker", "a:b", "--domain", "d"])) is None
+
+
+def test_worker_retention_and_schedules_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from commandbus import HandlerRegistry
+    from commandbus.cli import UsageError, build_parser
+    from commandbus.cli.worker import _worker
+
+    (tmp_path / "shop_jobs.py").write_text(
+        "from commandbus import Schedule\n"
+        "SCHEDULES = [Schedule('nightly', domain='cli', command_type='Report', cron='0 3 * * *')]\n"
+        "NOT_SCHEDULES = 42\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = HandlerRegistry()
+    registry.register(DOMAIN, "Report", lambda command, ctx: None)
+    base = ["worker", "a:b", "--domain", DOMAIN]
+
+    def parse(argv: list[str]) -> Any:
+        args = build_parser().parse_args(argv)
+        args.domain = DOMAIN  # what the supervisor sets for the one worker a process runs
+        return args
+
+    worker = _worker(object(), parse([*base, "--schedules", "shop_jobs:SCHEDULES"]), registry)
+    assert worker.scheduler is not None
+    assert [s.name for s in worker.scheduler.schedules] == ["nightly"]
+    assert worker.pruner is not None
+    assert worker.pruner.retention.older_than == timedelta(days=7)
+    assert _worker(object(), parse([*base, "--retention", "off"]), registry).pruner is None
+    month = _worker(object(), parse([*base, "--retention", "30d"]), registry).pruner
+    assert month is not None and month.retention.older_than == timedelta(days=30)
+    with pytest.raises(UsageError, match="not a list"):
+        _worker(object(), parse([*base, "--schedules", "shop_jobs:NOT_SCHEDULES"]), registry)
+    with pytest.raises(UsageError, match="--retention"):
+        parse([*base, "--retention", "forever"])

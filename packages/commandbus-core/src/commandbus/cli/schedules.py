@@ -8,16 +8,19 @@ the past means no scheduler serves it now (or it was removed from the code).
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus._validation import check_schema
-from commandbus.cli._args import Parser
+from commandbus.cli._args import Parser, UsageError
 from commandbus.cli._connect import with_pool
 from commandbus.cli._output import emit, table
-from commandbus.schedules import list_schedules
+from commandbus.schedules import Schedule, list_schedules
 
 _HEADERS = ["NAME", "SCHEDULE", "SENDS", "LAST TICK", "NEXT TICK", "DUE IN (s)"]
 
@@ -59,3 +62,25 @@ async def _schedules(pool: AsyncConnectionPool, args: argparse.Namespace) -> Non
         )
 
     emit(args, found, human)
+
+
+def load_schedules(spec: str) -> list[Schedule]:
+    """Import ``module:attribute`` (``commandbus worker --schedules``): a list of Schedule."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"--schedules must look like 'package.module:SCHEDULES', got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as with `python -m`: find modules of the project
+    try:
+        target: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"--schedules: cannot import {module_name!r}: {exc}") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise UsageError(f"--schedules: {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if isinstance(target, Schedule):
+        return [target]
+    if not isinstance(target, list | tuple) or not all(isinstance(s, Schedule) for s in target):
+        raise UsageError(f"--schedules: {spec} is not a list of commandbus.Schedule")
+    return list(target)

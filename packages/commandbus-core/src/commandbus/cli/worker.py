@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -28,7 +29,10 @@ from commandbus.cli._args import (
     positive_int,
 )
 from commandbus.cli._connect import CONNECT_TIMEOUT, connect_kwargs, open_pool, resolve_dsn
+from commandbus.cli.retention import duration
+from commandbus.cli.schedules import load_schedules
 from commandbus.handlers import HandlerRegistry
+from commandbus.pruner import DEFAULT_RETENTION, Retention
 from commandbus.retry import RetryPolicy
 from commandbus.worker import Worker
 
@@ -84,6 +88,20 @@ def add_parser(commands: Any, common: Parser) -> None:
         help="the retry policy's max_attempts (default 3). A command's own budget, fixed "
         "when it was sent (send(max_attempts=...) or CommandBus(default_max_attempts=...), "
         "default 3), wins: the worker warns once if they differ",
+    )
+    parser.add_argument(
+        "--retention",
+        type=retention_age,
+        default=DEFAULT_RETENTION.older_than,
+        metavar="AGE|off",
+        help="delete finished commands, batches and processes older than AGE, e.g. 30d "
+        "(default 7d; 'off' keeps everything)",
+    )
+    parser.add_argument(
+        "--schedules",
+        default=None,
+        metavar="MODULE:ATTR",
+        help="a list of commandbus.Schedule to send periodically, e.g. shop.jobs:SCHEDULES",
     )
     parser.add_argument(
         "--threads",
@@ -221,6 +239,8 @@ def _worker(
         thread_pool_size=args.threads or threads,
         visibility_timeout=args.visibility_timeout,
         retry_policy=_retry_policy(args),
+        retention=None if args.retention is None else Retention(older_than=args.retention),
+        schedules=() if args.schedules is None else load_schedules(args.schedules),
         schema=args.schema,
         hooks=_metrics_hooks(args),
         listen_conninfo=getattr(args, "listen_dsn", None),
@@ -233,6 +253,11 @@ def positive_seconds(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
     return value
+
+
+def retention_age(text: str) -> timedelta | None:
+    """``off`` (None) or a duration such as ``7d``."""
+    return None if text.strip().lower() == "off" else duration(text)
 
 
 def backoff_seconds(text: str) -> tuple[float, ...]:
