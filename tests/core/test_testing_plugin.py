@@ -266,7 +266,10 @@ async def test_drain_refuses_a_running_worker(
     async with running(worker):
         with pytest.raises(InvalidOperationError, match="running"):
             await drain(worker)
+    pruner = worker.pruner
+    assert pruner is not None  # a drain runs no pruner, and leaves the worker's in place
     assert await drain([worker]) == []  # stopped, it drains (nothing is due)
+    assert worker.pruner is pruner
 
 
 async def test_drain_stops_at_its_timeout(

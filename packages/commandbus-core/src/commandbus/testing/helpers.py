@@ -211,10 +211,14 @@ async def _run_rounds(
     prepared: list[tuple[Worker, list[asyncio.Task[None]]]] = []
     try:
         for worker in workers:
-            background = worker._prepare()
-            # Only the outcome recorder: no pruner or scheduler in a drain.
-            for task in background[1:]:
-                task.cancel()
+            # What a run sets up (the outcome recorder among it), but no pruner or
+            # scheduler: a drain runs what is due, nothing on a clock.
+            pruner, scheduler = worker.pruner, worker.scheduler
+            worker.pruner = worker.scheduler = None
+            try:
+                background = worker._prepare()
+            finally:
+                worker.pruner, worker.scheduler = pruner, scheduler
             prepared.append((worker, background))
         progressed = True
         while progressed:
