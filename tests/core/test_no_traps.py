@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import BatchCommand, CommandBus, CommandStatus, SendRequest, ValidationError
+from commandbus import (
+    BatchCommand,
+    CommandBus,
+    CommandStatus,
+    HandlerRegistry,
+    RetryPolicy,
+    SendRequest,
+    ValidationError,
+    Worker,
+)
 from commandbus._validation import DEFAULT_MAX_DATA_BYTES
 from core._parking import park_many
 from core._tables import Tables
@@ -150,3 +159,15 @@ async def test_tsq_complete_with_deeply_nested_result_is_a_clean_cli_error(
     command = await bus.get_command(DOMAIN, command_id)
     assert command is not None and command.status == CommandStatus.IN_TROUBLESHOOTING_QUEUE
     assert await tables.count("audit") == audit_before
+
+
+@pytest.mark.parametrize("field", ["visibility_timeout", "poll_interval"])
+async def test_seconds_beyond_any_float_are_refused_naming_the_setting(
+    pool: AsyncConnectionPool, field: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Worker(pool, domain=DOMAIN, registry=HandlerRegistry(), **{field: 10**400})
+    assert raised.value.field == field
+    with pytest.raises(ValidationError) as raised:
+        RetryPolicy(backoff=(10**400,))
+    assert raised.value.field == "backoff"

@@ -219,7 +219,10 @@ def check_positive_int(field: str, value: object) -> int:
 def check_positive_seconds(field: str, value: object) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float, e.g. 10**400
+        raise ValidationError(field, "must be a number of seconds a float can hold") from None
 
 
 #: Largest ``data`` of one command, in bytes of its JSON text, unless the bus says

@@ -67,6 +67,8 @@ def _seconds(delay: object) -> float:
             "backoff", f"must hold seconds or timedeltas, got {type(delay).__name__}"
         )
     try:
+        if isinstance(delay, int):
+            return check_delay(delay)  # check_delay tells an int beyond any float
         return check_delay(delay if isinstance(delay, timedelta) else float(delay))  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ValidationError("backoff", exc.message) from None
