@@ -174,3 +174,25 @@ async def test_a_failure_of_the_runner_itself_is_raised_when_the_block_ends(
     with pytest.raises(TimeoutError, match="still running"):
         async with inline(bus, registry_for(bus), timeout=0.2):
             await bus.send(DOMAIN, "Hang", uuid.uuid4(), {})  # returns: hooks swallow
+
+
+async def test_a_send_from_another_task_during_a_drain_is_run_by_that_drain(
+    bus: CommandBus, shipped: Tables
+) -> None:
+    registry = registry_for(bus)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @registry.handler(DOMAIN, "Slow")
+    async def slow(command: Command, ctx: Any) -> None:
+        started.set()
+        await release.wait()
+
+    async with inline(bus, registry) as runner:
+        first = asyncio.create_task(bus.send(DOMAIN, "Slow", uuid.uuid4(), {}))
+        await started.wait()  # a drain is running the slow handler
+        await bus.send(DOMAIN, "Ship", uuid.uuid4(), {"order": 11})  # returns at once
+        assert await orders_shipped(shipped) == []
+        release.set()
+        await first  # the drain ends only once it has run the second command too
+        assert await orders_shipped(shipped) == [11]
+    assert sorted(o.command_type for o in runner.outcomes) == ["Ship", "Slow"]

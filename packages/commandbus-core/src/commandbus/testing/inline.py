@@ -17,7 +17,9 @@ runs on the next ``runner.drain()`` (or on the next send that drains).
 
 Differences from a real worker (see docs/python-library-best-practices.md):
 
-* ``send`` returns after the handlers ran (and those of what they sent, and so on);
+* ``send`` returns after the handlers ran (and those of what they sent, and so on); one
+  drain runs at a time: a send from another task meanwhile returns at once, and the
+  drain in progress runs its command too;
 * only the domains of ``registry`` run, and only commands due now: a ``delay`` or a
   retry's backoff is not waited for (``RetryPolicy(backoff=(0,))`` retries at once);
 * no LISTEN, no worker registry entry, no pruner, no scheduler, no reply router (a saga
@@ -71,6 +73,7 @@ class InlineRunner:
         self.outcomes: list[CommandMetadata] = []
         self._workers: list[Worker] | None = None
         self._draining = False
+        self._again = False
         self._error: BaseException | None = None
         self._saved: Hooks | None = None
 
@@ -111,8 +114,13 @@ class InlineRunner:
         if self._draining:
             return []  # called from a handler: the drain in progress runs it all
         self._draining = True
+        ran: list[CommandMetadata] = []
         try:
-            ran = await drain(self._get_workers(), timeout=self.timeout)
+            while True:
+                self._again = False  # set by a send committed meanwhile (another task's)
+                ran += await drain(self._get_workers(), timeout=self.timeout)
+                if not self._again:
+                    break
         finally:
             self._draining = False
         self.outcomes.extend(ran)
@@ -138,7 +146,10 @@ class InlineRunner:
     async def _on_event(self, event: Event) -> None:
         if not isinstance(event, CommandSent) or event.in_callers_transaction:
             return  # not committed yet: runs on drain()
-        if self._draining or event.domain not in self.registry.domains():
+        if event.domain not in self.registry.domains():
+            return
+        if self._draining:  # the drain in progress runs it (another round if need be)
+            self._again = True
             return
         try:
             await self.drain()
