@@ -19,7 +19,9 @@ p50/p99 (commands that succeeded at their first attempt), queue depth, table and
 sizes, dead tuples, the workers' RSS and open connections, into ``soak.csv`` and
 ``soak.png`` (matplotlib) under ``--out``.
 
-It exits 1 when, comparing the last tenth of the run with the first: throughput fell
+It exits 1 when, comparing the last tenth of the run with the first (leaving out samples
+taken within 30 s after a kill or the restart: they are plotted, grey lines mark the
+events): throughput fell
 below 90 %; latency p99 more than doubled (and by more than 50 ms, below which a loaded
 2-core machine is noise); the schema's size or the workers' RSS kept growing through the
 second half (more than 25 % above their value at half time, plus slack); or, after the
@@ -81,7 +83,11 @@ COLUMNS = [
     "rss_mb",
     "connections",
     "workers",
+    "disturbed",
 ]
+#: Samples this soon after a kill or the restart are plotted but left out of the trend
+#: checks (a restarted process imports for seconds, then works off the backlog).
+DISTURBED_S = 30.0
 
 
 @dataclass
@@ -95,6 +101,9 @@ class Run:
     kills: int = 0
     db_restarted: bool = False
     send_errors: int = 0
+    #: Seconds into the run of each kill and of the restart.
+    events: list[float] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -120,11 +129,16 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: workers, then the server
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # a restart is expected
     with postgres_server(fast=False) as server:
         run = Run(args, server.url, server.data_dir)
         return asyncio.run(soak(run))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 async def soak(run: Run) -> int:
@@ -151,6 +165,7 @@ async def soak(run: Run) -> int:
             ]
             await _wait_for_workers(pool, 2)
             duration = args.minutes * 60
+            run.t0 = time.monotonic()
             load = [
                 asyncio.create_task(_singles(run, bus)),
                 asyncio.create_task(_batches(run, bus)),
@@ -322,7 +337,7 @@ async def _sagas(run: Run, saga: SoakSaga) -> None:
 
 async def _chaos(run: Run, supervisor: subprocess.Popen[bytes]) -> None:
     args = run.args
-    started = time.monotonic()
+    started = run.t0
     rng = random.Random(3)
     next_kill = args.kill_every
     while not run.stop.is_set():
@@ -335,6 +350,7 @@ async def _chaos(run: Run, supervisor: subprocess.Popen[bytes]) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(victim, signal.SIGKILL)
                     run.kills += 1
+                    run.events.append(elapsed)
                     print(f"{elapsed:6.1f} s: SIGKILL worker process {victim}", flush=True)
         if (
             args.restart_db_at is not None
@@ -342,6 +358,7 @@ async def _chaos(run: Run, supervisor: subprocess.Popen[bytes]) -> None:
             and elapsed >= args.restart_db_at
         ):
             run.db_restarted = True
+            run.events.append(elapsed)
             print(f"{elapsed:6.1f} s: restarting PostgreSQL (immediate)", flush=True)
             await asyncio.to_thread(_restart_db, run)
             print(f"{time.monotonic() - started:6.1f} s: PostgreSQL is back", flush=True)
@@ -395,7 +412,7 @@ FROM {LEDGER} WHERE id > %s AND attempt = 1
 async def _sampler(
     run: Run, pool: AsyncConnectionPool, supervisor: subprocess.Popen[bytes]
 ) -> None:
-    started = time.monotonic()
+    started = run.t0
     last_count, last_t, last_id = 0, started, 0
     while not run.stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -430,6 +447,7 @@ async def _sampler(
             "rss_mb": sum(_rss_mb(pid) for pid in children),
             "connections": int(row[7]),
             "workers": len(children),
+            "disturbed": float(any(0 <= now - started - e <= DISTURBED_S for e in run.events)),
         }
         run.samples.append(sample)
         last_count, last_t, last_id = completed, now, int(top[0] or last_id)
@@ -454,7 +472,7 @@ def _tenth(samples: list[dict[str, float]], key: str, last: bool) -> float:
 
 
 def _trend_checks(run: Run) -> list[Verdict]:
-    s = run.samples
+    s = [x for x in run.samples if not x["disturbed"]]
     if len(s) < 4:
         return [(True, f"trends: only {len(s)} samples, not judged")]
     verdicts: list[Verdict] = []
@@ -616,6 +634,9 @@ def _plot(run: Run) -> None:
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend(fontsize=8)
+    for ax in axes.flat:  # kills and the restart
+        for event in run.events:
+            ax.axvline(event / 60, color="grey", alpha=0.3, linewidth=0.8)
     for ax in axes[-1]:
         ax.set_xlabel("minutes")
     args = run.args
