@@ -34,6 +34,7 @@ from commandbus import (
     TroubleshootingQueue,
     ValidationError,
 )
+from commandbus_web import formatting
 from commandbus_web.auth import Auth, BasicAuth
 from commandbus_web.security import (
     CSRF_COOKIE,
@@ -90,15 +91,12 @@ class Console:
             self._pool = pool_or_dsn
             self._dsn = None
         self._lock = asyncio.Lock()
-        self._bus: CommandBus | None = None
         self.templates = Environment(
             loader=PackageLoader("commandbus_web", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        from commandbus_web import formatting
-
         formatting.install(self.templates)
 
     # -- database ------------------------------------------------------------------
@@ -111,12 +109,15 @@ class Console:
         async with self._lock:
             if self._pool is None:
                 assert self._dsn is not None
+                given = conninfo_to_dict(self._dsn)
+                defaults = {"connect_timeout": 5, "application_name": "commandbus-web"}
                 pool = AsyncConnectionPool(
                     self._dsn,
                     open=False,
                     min_size=1,
                     max_size=self._pool_max_size,
-                    kwargs={"connect_timeout": 5, "application_name": "commandbus-web"},
+                    # What the DSN says wins; these fill in what it leaves out.
+                    kwargs={k: v for k, v in defaults.items() if k not in given},
                     timeout=10,
                     name="commandbus-web",
                 )
