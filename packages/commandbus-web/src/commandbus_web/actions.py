@@ -218,3 +218,21 @@ async def parked_reply(c: Console, request: Request) -> Response:
         raise ValidationError("action", f"{verb!r} is not retry or discard")
     log.info("console: parked reply %s %s by %s", parked_id, verb, operator)
     return RedirectResponse(request.url_for("replies").path + f"?done={verb}", status_code=303)
+
+
+async def cancel_command(c: Console, request: Request) -> Response:
+    """Cancel a pending command, or ask a running one's worker to (CommandBus.cancel)."""
+    operator = await c.require_operator(request)
+    form = await c.checked_form(request)
+    domain = request.path_params["domain"]
+    try:
+        command_id = uuid.UUID(request.path_params["command_id"])
+    except ValueError:
+        raise ValidationError("command_id", "is not a UUID") from None
+    reason = _one(form, "reason")
+    status = await (await c.bus()).cancel(
+        domain, command_id, reason=reason or "", operator=operator
+    )
+    log.info("console: command %s in %r canceled by %s (%s)", command_id, domain, operator, status)
+    target = request.url_for("command", domain=domain, command_id=str(command_id)).path
+    return RedirectResponse(f"{target}?cancel={status.value}", status_code=303)

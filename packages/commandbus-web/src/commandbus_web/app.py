@@ -320,6 +320,7 @@ def create_app(
         post("/tsq/apply", actions.apply, "tsq_apply"),
         get("/commands", pages.commands, "commands"),
         get("/commands/{domain}/{command_id}", pages.command, "command"),
+        post("/commands/{domain}/{command_id}/cancel", actions.cancel_command, "command_cancel"),
         get("/batches", pages.batches, "batches"),
         get("/batches/{domain}/{batch_id}", pages.batch, "batch"),
         get("/processes", pages.processes, "processes"),
