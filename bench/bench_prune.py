@@ -50,7 +50,7 @@ async def _sizes(pool: AsyncConnectionPool, schema: str) -> tuple[int, int, int]
 
 
 async def one_run(
-    url: str, n: int, retention: Retention | None, report: bool
+    url: str, n: int, retention: Retention | None, report: bool, label: str
 ) -> tuple[float, list[tuple[int, int, int, int]]]:
     """Completions/s of one worker over ``n`` commands; the size samples when ``report``."""
     async with fresh_schema_pool(url, max_size=CONCURRENCY + 6) as (pool, schema):
@@ -106,8 +106,14 @@ async def one_run(
         await task
         if report:
             samples.append((worker.stats["completed"], *await _sizes(pool, schema)))
+        print(f"  {label}: {n / elapsed:,.0f} commands/s")
         if worker.pruner is not None:
-            print(f"    pruner: {worker.pruner.stats}")
+            stats = worker.pruner.stats
+            print(
+                f"    pruner: {stats['commands']:,} commands deleted in {stats['rounds']} rounds, "
+                f"busy {stats['busy_ms'] / 1000:.1f} s of the run's {elapsed:.1f} s "
+                f"({stats['busy_ms'] / 1000 / elapsed:.0%} of one connection)"
+            )
         return n / elapsed, samples
 
 
@@ -121,9 +127,9 @@ def _print_samples(title: str, samples: list[tuple[int, int, int, int]]) -> None
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commands", type=int, default=50_000, help="per run (default 50000)")
-    parser.add_argument("--rounds", type=int, default=2, help="A/B pairs (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="A/B pairs (default 3)")
     parser.add_argument(
-        "--older-than", type=float, default=5.0, help="pruner age in seconds (default 5)"
+        "--older-than", type=float, default=2.0, help="pruner age in seconds (default 2)"
     )
     args = parser.parse_args()
     retention = Retention(older_than=timedelta(seconds=args.older_than), interval=1.0)
@@ -134,9 +140,10 @@ async def main() -> None:
             last = i == args.rounds - 1
             order = [(None, off), (retention, on)] if i % 2 == 0 else [(retention, on), (None, off)]
             for setting, rates in order:
-                rate, samples = await one_run(url, args.commands, setting, report=last)
                 label = "with pruner" if setting else "no pruner"
-                print(f"  run {i + 1}, {label}: {rate:,.0f} commands/s")
+                rate, samples = await one_run(
+                    url, args.commands, setting, report=last, label=f"run {i + 1}, {label}"
+                )
                 rates.append(rate)
                 if samples:
                     _print_samples(f"  table sizes, {label}:", samples)

@@ -114,6 +114,7 @@ async def test_deletes_in_chunks_of_chunk_size(
     assert result is not None and result.commands == 10
     assert (await _left(pool, schema, ids))["commands"] == 0
     assert pruner.stats["commands"] == 10
+    assert pruner.stats["rounds"] == 1 and pruner.stats["busy_ms"] >= 0
 
 
 async def test_dry_run_counts_without_deleting(

@@ -76,6 +76,7 @@ def test_interval_ticks_are_aligned_on_the_epoch() -> None:
     assert hourly.latest_tick(T0) == datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
     assert hourly.next_tick(T0) == datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
     assert hourly.spec == "every 3600s"
+    assert len({hourly, hourly}) == 1  # hashable, although its data is a dict
     tick = hourly.latest_tick(T0)
     assert hourly.command_id(tick) == hourly.command_id(tick)  # the same in every process
     assert hourly.command_id(tick) != hourly.command_id(hourly.next_tick(T0))

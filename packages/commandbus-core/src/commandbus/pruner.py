@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -112,8 +113,11 @@ class Pruner(RoundService):
         self.pool = pool
         self.retention = retention
         self.schema = check_schema(schema)
-        #: Totals deleted by this pruner's rounds.
-        self.stats: dict[str, int] = {"commands": 0, "batches": 0, "processes": 0, "rounds": 0}
+        #: Totals deleted by this pruner's rounds, the rounds it led, and the milliseconds
+        #: those rounds took.
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("commands", "batches", "processes", "rounds", "busy_ms"), 0
+        )
         self._init_rounds()
 
     def _first_wait(self) -> float:
@@ -161,8 +165,10 @@ class Pruner(RoundService):
             locked, cutoff = row
             if not locked:
                 return None
+            started = time.perf_counter()
             try:
                 result = await self._delete(conn, cutoff)
+                self.stats["busy_ms"] += round((time.perf_counter() - started) * 1000)
             finally:
                 # A connection broken (or cancelled mid-statement) is closed, not reused:
                 # the session's lock goes with it.

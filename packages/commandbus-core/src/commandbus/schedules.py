@@ -112,6 +112,9 @@ class Schedule:
             check_max_attempts(self.max_attempts, 1)
         check_priority(self.priority)
 
+    def __hash__(self) -> int:  # data is a dict: hash by the name, unique per scheduler
+        return hash(self.name)
+
     @property
     def spec(self) -> str:
         """The definition as stored: ``cron <expression> <tz>`` or ``every <seconds>s``."""
