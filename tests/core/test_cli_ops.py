@@ -132,3 +132,24 @@ def test_worker_retention_and_schedules_flags(
         _worker(object(), parse([*base, "--schedules", "shop_jobs:NOT_SCHEDULES"]), registry)
     with pytest.raises(UsageError, match="--retention"):
         parse([*base, "--retention", "forever"])
+
+
+async def test_pause_paused_and_resume(
+    database_url: str, schema: str, pool: AsyncConnectionPool
+) -> None:
+    (paused,) = await run_many(
+        db(database_url, schema, "--json", "pause", DOMAIN, "--reason", "INC-42")
+    )
+    assert paused.json()["domain"] == DOMAIN and paused.json()["operator"] == "night-shift"
+    (listed,) = await run_many(db(database_url, schema, "paused"))
+    assert DOMAIN in listed.stdout and "INC-42" in listed.stdout
+    resumed, missing = await run_many(
+        db(database_url, schema, "resume", DOMAIN),
+        db(database_url, schema, "--json", "resume", "other"),
+    )
+    assert resumed.stdout.strip() == f"resumed {DOMAIN}"
+    assert missing.json() == {"domain": "other", "resumed": False}
+    (empty,) = await run_many(db(database_url, schema, "paused"))
+    assert empty.stdout.strip() == "no domain is paused"
+    (no_reason,) = await run_many(db(database_url, schema, "pause", DOMAIN))
+    assert "--reason" in no_reason.one_line_error(2)
