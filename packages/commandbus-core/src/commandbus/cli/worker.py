@@ -3,6 +3,10 @@
 The first signal stops the worker gracefully: no new leases, in-flight handlers get
 ``--stop-timeout`` seconds. A second signal cancels them (their commands are delivered
 again when their leases expire).
+
+With ``--processes N``, or several ``--domain NAME=CONCURRENCY``, it starts and supervises
+worker processes instead: N per domain, restarted when they exit, stopped by SIGTERM
+(a second SIGTERM stops them at once). See docs/operations.md, "Scaling workers".
 """
 
 from __future__ import annotations
