@@ -21,6 +21,8 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from commandbus.testing.postgres import _free_port
+
 __all__ = ["PgBouncer", "PgBouncerNotAvailableError", "find_pgbouncer", "pgbouncer"]
 
 
@@ -40,12 +42,6 @@ class PgBouncer:
 def find_pgbouncer() -> str | None:
     """The ``pgbouncer`` binary on PATH (or /usr/sbin, where Debian puts it), or None."""
     return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
