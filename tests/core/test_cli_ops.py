@@ -3,6 +3,7 @@ subprocesses against the real database."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, Schedule, Scheduler
 from core.helpers import execute
-from core.test_cli import db, run_many
+from core.test_cli import db, run_cli, run_many
 
 pytestmark = pytest.mark.anyio
 
@@ -153,3 +154,28 @@ async def test_pause_paused_and_resume(
     assert empty.stdout.strip() == "no domain is paused"
     (no_reason,) = await run_many(db(database_url, schema, "pause", DOMAIN))
     assert "--reason" in no_reason.one_line_error(2)
+
+
+async def test_schedules_lists_those_of_the_code_with_their_stored_last_tick(
+    database_url: str, schema: str, pool: AsyncConnectionPool, tmp_path: Path
+) -> None:
+    served = Schedule("served", domain=DOMAIN, command_type="Report", every=3600)
+    await Scheduler(pool, [served], schema=schema).run_due()
+    (tmp_path / "cli_jobs.py").write_text(
+        "from commandbus import Schedule\n"
+        "SCHEDULES = [\n"
+        "    Schedule('served', domain='cli', command_type='Report', every=3600),\n"
+        "    Schedule('new', domain='cli', command_type='Report', cron='*/5 * * * *'),\n"
+        "]\n"
+    )
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    listed = await run_cli(
+        *db(database_url, schema, "--json", "schedules"),
+        "--schedules",
+        "cli_jobs:SCHEDULES",
+        PYTHONPATH=path,
+    )
+    rows = {row["name"]: row for row in listed.json()}
+    assert rows["served"]["last_tick"] is not None
+    assert rows["new"]["last_tick"] is None and rows["new"]["spec"] == "cron */5 * * * * UTC"
+    assert rows["new"]["next_tick"] > rows["served"]["last_tick"]

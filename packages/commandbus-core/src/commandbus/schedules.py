@@ -161,16 +161,18 @@ class ScheduledSend:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleState:
-    """A row of the ``schedules`` table (``commandbus schedules``)."""
+    """A row of the ``schedules`` table (``commandbus schedules``). ``last_tick`` and
+    ``updated_at`` are None only for a schedule listed from code that no scheduler has
+    served with its current definition."""
 
     name: str
     spec: str
     domain: str
     command_type: str
-    last_tick: datetime
+    last_tick: datetime | None
     last_command_id: uuid.UUID | None
     next_tick: datetime
-    updated_at: datetime
+    updated_at: datetime | None
 
 
 class Scheduler(RoundService):

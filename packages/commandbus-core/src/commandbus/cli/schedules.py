@@ -20,7 +20,7 @@ from commandbus._validation import check_schema
 from commandbus.cli._args import Parser, UsageError
 from commandbus.cli._connect import with_pool
 from commandbus.cli._output import emit, table
-from commandbus.schedules import Schedule, list_schedules
+from commandbus.schedules import Schedule, ScheduleState, list_schedules
 
 _HEADERS = ["NAME", "SCHEDULE", "SENDS", "LAST TICK", "NEXT TICK", "DUE IN (s)"]
 
@@ -33,12 +33,21 @@ def add_parser(commands: Any, common: Parser) -> None:
         description=(__doc__ or "").replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--schedules",
+        default=None,
+        metavar="MODULE:ATTR",
+        help="list the schedules of your code instead (e.g. shop.jobs:SCHEDULES), with the "
+        "next ticks they define and the last tick the table has for each",
+    )
     parser.set_defaults(run=with_pool(_schedules))
 
 
 async def _schedules(pool: AsyncConnectionPool, args: argparse.Namespace) -> None:
     found = await list_schedules(pool, schema=check_schema(args.schema))
     now = datetime.now(UTC)
+    if args.schedules is not None:
+        found = _from_code(load_schedules(args.schedules), found, now)
 
     def due(next_tick: datetime) -> str:
         seconds = (next_tick - now).total_seconds()
@@ -58,10 +67,36 @@ async def _schedules(pool: AsyncConnectionPool, args: argparse.Namespace) -> Non
                 ]
                 for s in found
             ],
-            empty="no schedule has been served yet",
+            empty="no schedule" if args.schedules else "no schedule has been served yet",
         )
 
     emit(args, found, human)
+
+
+def _from_code(
+    schedules: list[Schedule], stored: list[ScheduleState], now: datetime
+) -> list[ScheduleState]:
+    """The schedules as the code defines them: the next tick from their definition, the
+    last tick from the table when it holds the same definition (else None: never served,
+    or served with another definition, so it starts afresh at its next tick)."""
+    by_name = {state.name: state for state in stored}
+    rows = []
+    for schedule in schedules:
+        state = by_name.get(schedule.name)
+        same = state is not None and state.spec == schedule.spec
+        rows.append(
+            ScheduleState(
+                name=schedule.name,
+                spec=schedule.spec,
+                domain=schedule.domain,
+                command_type=schedule.command_type,
+                last_tick=state.last_tick if same and state else None,
+                last_command_id=state.last_command_id if same and state else None,
+                next_tick=schedule.next_tick(now),
+                updated_at=state.updated_at if same and state else None,
+            )
+        )
+    return rows
 
 
 def load_schedules(spec: str) -> list[Schedule]:
