@@ -21,7 +21,7 @@ from commandbus._registry import registered
 from commandbus._tasks import unless_stopped, wait_first
 from commandbus.migrations import fail_if_not_migrated, verify_at_start
 
-__all__ = ["FETCH_STOP_GRACE_S", "Consumer"]
+__all__ = ["FETCH_STOP_GRACE_S", "STOP_CLEANUP_S", "Consumer"]
 
 T = TypeVar("T")
 
@@ -30,6 +30,11 @@ T = TypeVar("T")
 FETCH_STOP_GRACE_S = 1.0
 #: After a failed fetch, the longest wait before the next one.
 _RETRY_AFTER_FAILURE_S = 1.0
+#: stop(timeout) returns within timeout + this, whatever the network does: past it, what
+#: is left of the shutdown (statements a silent server never answers) is cancelled.
+STOP_CLEANUP_S = 3.0
+
+log = logging.getLogger("commandbus.consumer")
 
 
 class Consumer:
@@ -60,6 +65,7 @@ class Consumer:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._run_task: asyncio.Task[None] | None = None  # the task running run()
 
     # -- what a consumer supplies ----------------------------------------------------
 
@@ -109,6 +115,7 @@ class Consumer:
         if self._running:
             raise InvalidOperationError(f"this {self.kind} is running already")
         self._check_pool()
+        self._run_task = asyncio.current_task()
         self._running = True
         self._stopping = False
         self._stop_requested.clear()
@@ -165,7 +172,22 @@ class Consumer:
         self._slot_freed.set()
         if self._called_by_own_work():
             return  # waiting for the caller would wait forever
-        await self._stopped.wait()
+        budget = None if timeout is None else max(timeout, 0) + STOP_CLEANUP_S - 1
+        if await _waited(self._stopped, budget):
+            return
+        # Shutting down is stuck (a server that went silent: statements that never
+        # answer, a handler blocked on its connection). The caller was promised an end.
+        log.warning(
+            "%s %r did not finish stopping within %g s (is the database reachable?); "
+            "cancelling what is left; unfinished commands are delivered again when their "
+            "leases expire",
+            self.kind,
+            self._scope(),
+            budget,
+        )
+        if self._run_task is not None:
+            self._run_task.cancel()
+        await _waited(self._stopped, 1.0)  # what is still stuck ends when TCP gives up
 
     async def _fetch(self, fetch: Awaitable[list[T]], log: logging.Logger) -> tuple[list[T], float]:
         """One fetch of the loop, cut short by :meth:`stop`; with how long to wait for a
@@ -193,8 +215,8 @@ class Consumer:
         try:
             for task in list(self._in_flight):
                 task.cancel()
-            if self._in_flight:
-                await asyncio.wait(set(self._in_flight))
+            if self._in_flight:  # their cleanup may wait on a silent server: bounded
+                await asyncio.wait(set(self._in_flight), timeout=STOP_CLEANUP_S)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -222,3 +244,12 @@ class Consumer:
                 f"connection need {needed}. Raise the pool's max_size to at least {needed} "
                 "(plus what the rest of the process uses) or lower concurrency."
             )
+
+
+async def _waited(event: asyncio.Event, timeout: float | None) -> bool:
+    """Whether ``event`` was set within ``timeout`` seconds (None: wait for it)."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True

@@ -16,7 +16,7 @@ shim; one that cannot be restored is closed, so the pool replaces it.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +30,9 @@ from psycopg_pool import AsyncConnectionPool
 __all__ = ["LentConnection", "lent_to_handler"]
 
 _OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+#: The longest a handler's leftover transaction may take to roll back before its
+#: connection is closed instead.
+_ROLLBACK_GRACE_S = 2.0
 # Run when the handler opens transaction() first: psycopg begins our transaction with it.
 _BEGIN_OURS = b"SELECT 1"
 
@@ -60,8 +63,10 @@ async def lent_to_handler(pool: AsyncConnectionPool) -> AsyncIterator[LentConnec
             for name in _SHIMS:
                 conn.__dict__.pop(name, None)
             if conn.info.transaction_status in _OPEN:  # cancelled mid-handler
-                with contextlib.suppress(psycopg.Error):
-                    await conn.rollback()
+                try:  # bounded: on a silent server a rollback would wait for ever
+                    await asyncio.wait_for(conn.rollback(), _ROLLBACK_GRACE_S)
+                except (psycopg.Error, TimeoutError):
+                    await conn.close()  # the pool replaces a closed connection
             if lent_in_autocommit:
                 await _restore_autocommit(conn)
         finally:  # even if cancelled again during the rollback

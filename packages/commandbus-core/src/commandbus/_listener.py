@@ -19,6 +19,8 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from commandbus._liveness import with_liveness
+
 __all__ = ["listen"]
 
 log = logging.getLogger("commandbus.listener")
@@ -71,7 +73,9 @@ async def _listen_pooled(
 async def _listen_direct(
     conninfo: str, channel: str, wake: asyncio.Event, ready: asyncio.Event
 ) -> None:
-    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    conn = await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, **with_liveness(conninfo)
+    )
     try:
         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         ready.set()

@@ -13,6 +13,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
+from commandbus._liveness import with_liveness
 from commandbus.cli._args import Run, UsageError
 
 __all__ = ["CONNECT_TIMEOUT", "connect_kwargs", "open_pool", "resolve_dsn", "with_pool"]
@@ -36,10 +37,12 @@ def resolve_dsn(args: argparse.Namespace) -> str:
 
 
 def connect_kwargs(dsn: str) -> dict[str, Any]:
-    """A short connect timeout, so that an unreachable host fails fast."""
-    return (
+    """A short connect timeout, so that an unreachable host fails fast, and TCP settings
+    under which a server gone silent is noticed (see commandbus._liveness)."""
+    timeout = (
         {} if "connect_timeout" in conninfo_to_dict(dsn) else {"connect_timeout": CONNECT_TIMEOUT}
     )
+    return with_liveness(dsn, timeout)
 
 
 @asynccontextmanager
