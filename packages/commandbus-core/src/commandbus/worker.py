@@ -841,10 +841,19 @@ class Worker(Consumer):
         return recorded
 
     async def _recorded(self, outcomes: list[Outcome]) -> None:
-        """After the commit: count each outcome, log it, and tell the hooks."""
+        """After the commit: count each outcome, log it, wake up for retries due before
+        the next poll, and tell the hooks."""
+        soonest: float | None = None
         for outcome in outcomes:
             self.stats[_STAT[outcome.event_type]] += 1
             log_outcome(outcome, self.name)
+            delay = outcome.retry_delay
+            if delay is not None and delay < self.poll_interval:
+                soonest = delay if soonest is None else min(soonest, delay)
+        if soonest is not None:
+            # Nobody notifies for a retry that comes due: without this, a short backoff
+            # would wait for the next poll (poll_interval) instead.
+            asyncio.get_running_loop().call_later(soonest, self._wake.set)
         if self.hooks:
             for outcome in outcomes:
                 duration = self._durations.pop(outcome.lease.lease_id, 0.0)
