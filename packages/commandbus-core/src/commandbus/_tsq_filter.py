@@ -13,41 +13,17 @@ from typing import Any
 
 from commandbus._errors import ValidationError
 from commandbus._tsq_types import TroubleshootingCursor, TroubleshootingFilter
-from commandbus._validation import check_datetime, check_name, require_uuid
+from commandbus._validation import check_datetime, check_name, check_text, require_uuid
 
 __all__ = [
     "MAX_IDS",
     "check_limit",
-    "check_text",
     "cursor_params",
     "filter_params",
 ]
 
-#: Longest operator name, reason, error type or error code accepted.
-MAX_TEXT = 4096
 #: Most command ids one filter may name (one array parameter per chunk statement).
 MAX_IDS = 100_000
-
-
-def check_text(field: str, value: object, *, optional: bool) -> str | None:
-    """A non-blank string PostgreSQL can store (or None when ``optional``)."""
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ValidationError(field, "must not be empty")
-    if "\x00" in value:
-        raise ValidationError(field, "contains U+0000 (NUL), which PostgreSQL cannot store")
-    if len(value) > MAX_TEXT:
-        raise ValidationError(field, f"must be at most {MAX_TEXT} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(
-            field, "contains a lone surrogate, which is not Unicode text"
-        ) from None
-    return str.__str__(value)
 
 
 def check_limit(value: object) -> int | None:

@@ -303,3 +303,28 @@ def check_conn(conn: object, *, sync: bool) -> Any:
             "psycopg connection under Django's wrapper, in the same transaction)",
         )
     return conn
+
+
+#: Longest free text accepted (an operator name, a reason, an error type or code).
+MAX_TEXT = 4096
+
+
+def check_text(field: str, value: object, *, optional: bool) -> str | None:
+    """A non-blank string PostgreSQL can store (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValidationError(field, "must not be empty")
+    if "\x00" in value:
+        raise ValidationError(field, "contains U+0000 (NUL), which PostgreSQL cannot store")
+    if len(value) > MAX_TEXT:
+        raise ValidationError(field, f"must be at most {MAX_TEXT} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            field, "contains a lone surrogate, which is not Unicode text"
+        ) from None
+    return str.__str__(value)

@@ -20,7 +20,6 @@ from commandbus._db import autocommit_connection, execute, fetch_all, fetch_one,
 from commandbus._errors import BatchNotFoundError, CommandNotFoundError, InvalidOperationError
 from commandbus._send import PreparedSend, prepare_send
 from commandbus._store import fetch_audit_events, fetch_commands
-from commandbus._tsq_filter import check_text
 from commandbus._validation import (
     DEFAULT_MAX_DATA_BYTES,
     OWN_POOL,
@@ -33,6 +32,7 @@ from commandbus._validation import (
     check_paging,
     check_schema,
     check_status,
+    check_text,
     require_uuid,
 )
 from commandbus.batches import OnBatchComplete
@@ -197,6 +197,8 @@ class CommandBus:
     ) -> list[SendResult]:
         """Write a prepared send (every async send path ends here), inside the hooks'
         middleware."""
+        if not self.hooks.wraps:  # the common case: no generator context per send
+            return await self._write(prepared, conn)
         with prepared.wrapped(self.hooks) as wrapped:
             return await self._write(wrapped, conn)
 

@@ -193,7 +193,7 @@ class Pruner(RoundService):
         processes = await self._repeat(conn, "prune_processes", params)
         commands = batches = 0
         while True:
-            row = await fetch_one(conn, _sql.query("prune_batches", self.schema), params)
+            row = await fetch_one(conn, self._query("prune_batches"), params)
             assert row is not None
             commands += int(row[0])
             batches += int(row[1])
@@ -202,11 +202,16 @@ class Pruner(RoundService):
         commands += await self._repeat(conn, "prune_commands", params)
         return PruneResult(commands, batches, processes, cutoff)
 
+    def _query(self, name: str) -> bytes:
+        """A prune statement, with the shared delete of its commands (prune_delete.sql)."""
+        deleted = _sql.query("prune_delete", self.schema).decode()
+        return _sql.query(name, self.schema, deleted=deleted)
+
     async def _repeat(self, conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> int:
         """Run a delete statement until it deletes less than a full chunk."""
         total = 0
         while True:
-            row = await fetch_one(conn, _sql.query(name, self.schema), params)
+            row = await fetch_one(conn, self._query(name), params)
             assert row is not None
             total += int(row[0])
             if int(row[0]) < self.retention.chunk_size:

@@ -27,7 +27,7 @@ from commandbus._store import (
     fetch_troubleshooting_items,
 )
 from commandbus._tsq_bulk import BulkAction, run_bulk
-from commandbus._tsq_filter import check_limit, check_text, cursor_params, filter_params
+from commandbus._tsq_filter import check_limit, cursor_params, filter_params
 from commandbus._tsq_types import (
     BulkResult,
     ErrorGroup,
@@ -41,6 +41,7 @@ from commandbus._validation import (
     check_name,
     check_paging,
     check_schema,
+    check_text,
     dump_json_object,
     require_uuid,
 )

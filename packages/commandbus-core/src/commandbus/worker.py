@@ -348,8 +348,7 @@ class Worker(Consumer):
     def _lease_query(self, statement: str, limited: bool) -> bytes:
         if statement != "dequeue":
             return _sql.query(statement, self.schema)
-        pick = _sql.query("dequeue_pick_limited" if limited else "dequeue_pick", self.schema)
-        return _sql.query("dequeue", self.schema, picked=pick.decode())
+        return _dequeue_query(self.schema, limited)
 
     async def _declare_limits(self, conn: AsyncConnection, *, first: bool) -> bool:
         """Write the registry's concurrency limits for the domain (the first time);
@@ -936,6 +935,13 @@ async def _borrowed(
     else:
         async with pool.connection() as own:
             yield own
+
+
+@functools.cache
+def _dequeue_query(schema: str, limited: bool) -> bytes:
+    """dequeue.sql with its pick fragment, rendered once per schema and variant."""
+    pick = _sql.query("dequeue_pick_limited" if limited else "dequeue_pick", schema)
+    return _sql.query("dequeue", schema, picked=pick.decode())
 
 
 def _discard_result(future: asyncio.Future[Any]) -> None:

@@ -18,21 +18,7 @@ WITH b AS (
     SELECT c.domain, c.command_id, c.batch_id
     FROM b JOIN {schema}.commands c ON c.batch_id = b.batch_id
     LIMIT %(limit)s
-), del AS (
-    DELETE FROM {schema}.commands c
-    USING old
-    WHERE c.command_id = old.command_id AND c.domain = old.domain
-      AND c.status IN ('COMPLETED', 'FAILED', 'CANCELED')
-    RETURNING c.domain, c.command_id
-), aud AS (
-    DELETE FROM {schema}.audit a
-    USING del
-    WHERE a.command_id = del.command_id AND a.domain = del.domain
-), rep AS (
-    DELETE FROM {schema}.replies r
-    USING del
-    WHERE r.command_id = del.command_id AND r.domain = del.domain
-), gone AS (
+), {deleted}, gone AS (
     -- Batches none of whose commands is left outside this statement's deletions.
     DELETE FROM {schema}.batches x
     USING b

@@ -12,19 +12,5 @@ WITH old AS (
                           WHERE p.process_id = c.correlation_id))
     ORDER BY c.updated_at
     LIMIT %(limit)s
-), del AS (
-    DELETE FROM {schema}.commands c
-    USING old
-    WHERE c.command_id = old.command_id AND c.domain = old.domain
-      AND c.status IN ('COMPLETED', 'FAILED', 'CANCELED')
-    RETURNING c.domain, c.command_id
-), aud AS (
-    DELETE FROM {schema}.audit a
-    USING del
-    WHERE a.command_id = del.command_id AND a.domain = del.domain
-), rep AS (
-    DELETE FROM {schema}.replies r
-    USING del
-    WHERE r.command_id = del.command_id AND r.domain = del.domain
-)
+), {deleted}
 SELECT count(*) FROM del
