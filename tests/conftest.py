@@ -48,6 +48,24 @@ def schema(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def fresh_database(database_url: str) -> Iterator[str]:
+    """The URL of a new, empty database of this test's own, dropped afterwards (for code
+    that runs in another process: docs examples, an installed wheel)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    info["dbname"] = name
+    try:
+        yield psycopg.conninfo.make_conninfo(**info)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
 async def pool(database_url: str, schema: str) -> AsyncIterator[AsyncConnectionPool]:
     """An open async pool on a migrated test schema."""
     async with AsyncConnectionPool(database_url, min_size=2, max_size=20, open=False) as p:

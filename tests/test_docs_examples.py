@@ -11,13 +11,10 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -38,27 +35,11 @@ def test_docs_have_runnable_examples() -> None:
     assert len(EXAMPLES) >= 2, "README quick starts are expected to be runnable examples"
 
 
-@pytest.fixture
-def example_database(database_url: str) -> Iterator[str]:
-    name = f"docs_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(database_url)
-    info["dbname"] = name
-    try:
-        yield psycopg.conninfo.make_conninfo(**info)
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 @pytest.mark.parametrize("code", EXAMPLES)
-def test_example_runs(code: str, example_database: str, tmp_path: Path) -> None:
+def test_example_runs(code: str, fresh_database: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code)
-    env = {**os.environ, "DATABASE_URL": example_database}
+    env = {**os.environ, "DATABASE_URL": fresh_database}
     out = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,

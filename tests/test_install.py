@@ -14,13 +14,9 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from test_docs_examples import FENCE, ROOT
 
@@ -72,24 +68,8 @@ def test_the_readme_has_an_install_section_that_works_as_written() -> None:
     assert set(quick_starts()) == {"Quick start (async)", "Quick start (sync)"}
 
 
-@pytest.fixture
-def quick_start_database(database_url: str) -> Iterator[str]:
-    name = f"install_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(database_url)
-    info["dbname"] = name
-    try:
-        yield psycopg.conninfo.make_conninfo(**info)
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 def test_wheels_install_into_a_fresh_venv_and_run_the_quick_starts(
-    tmp_path: Path, quick_start_database: str
+    tmp_path: Path, fresh_database: str
 ) -> None:
     hatch = shutil.which("hatch")
     if hatch is None:
@@ -138,5 +118,5 @@ def test_wheels_install_into_a_fresh_venv_and_run_the_quick_starts(
     for heading, code in quick_starts().items():
         script = tmp_path / f"{heading.split('(')[1].rstrip(')')}.py"
         script.write_text(code)
-        out = _run([python, str(script)], cwd=tmp_path, DATABASE_URL=quick_start_database)
+        out = _run([python, str(script)], cwd=tmp_path, DATABASE_URL=fresh_database)
         assert "COMPLETED" in out or "sent_to" in out, (heading, out)
