@@ -17,7 +17,6 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, migrate
-from commandbus.testing import postgres_server
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,9 +32,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    with postgres_server() as server:
-        yield server.url
+def database_url(commandbus_database_url: str) -> str:
+    """The session's server: the one the shipped pytest plugin provides (one for both)."""
+    return commandbus_database_url
 
 
 @pytest.fixture
