@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-import commandbus.worker
+import commandbus._engine.cancel_watcher
 from commandbus import (
     Command,
     CommandBus,
@@ -43,7 +43,7 @@ REPLIES = "cancel-replies"
 
 @pytest.fixture(autouse=True)
 def quick_cancel_poll(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(commandbus.worker, "CANCEL_POLL_S", 0.05)
+    monkeypatch.setattr(commandbus._engine.cancel_watcher, "CANCEL_POLL_S", 0.05)
     yield
 
 
@@ -218,7 +218,7 @@ async def test_a_plain_handler_over_the_workers_timeout_is_retried_and_left_to_f
 async def test_a_cancel_that_loses_to_a_failure_does_not_cancel_the_operators_retry(
     pool: AsyncConnectionPool, schema: str, bus: CommandBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(commandbus.worker, "CANCEL_POLL_S", 60)  # the failure comes first
+    monkeypatch.setattr(commandbus._engine.cancel_watcher, "CANCEL_POLL_S", 60)  # the failure comes first
     registry = HandlerRegistry()
     started, release = asyncio.Event(), asyncio.Event()
     runs = []

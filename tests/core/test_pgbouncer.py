@@ -121,8 +121,7 @@ def _flaky_registry(failures: int, attempts: dict[uuid.UUID, int]) -> HandlerReg
 
     @registry.handler(DOMAIN, "Flaky")
     async def flaky(command: Command, ctx: HandlerContext) -> dict[str, Any]:
-        # A handler's own statement in the worker's transaction, through PgBouncer too
-        # (first, since a handler's first use of ctx.conn runs it again with one).
+        # A handler's own statement in the worker's transaction, through PgBouncer too.
         await ctx.conn.execute("SELECT 1")
         attempts[command.command_id] = attempts.get(command.command_id, 0) + 1
         if ctx.attempt <= failures:

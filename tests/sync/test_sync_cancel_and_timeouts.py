@@ -11,7 +11,7 @@ import uuid
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-import commandbus.worker
+import commandbus._engine.cancel_watcher
 from commandbus import (
     Command,
     CommandStatus,
@@ -49,7 +49,7 @@ def test_cancel_a_pending_and_a_running_command(
     schema: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(commandbus.worker, "CANCEL_POLL_S", 0.05)
+    monkeypatch.setattr(commandbus._engine.cancel_watcher, "CANCEL_POLL_S", 0.05)
     registry = HandlerRegistry()
     started = threading.Event()
 

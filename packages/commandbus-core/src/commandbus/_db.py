@@ -14,6 +14,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus._errors import ValidationError
+from commandbus._handler_conn import HandlerConnection
 
 __all__ = [
     "RELEASE_SAVEPOINT",
@@ -62,6 +63,8 @@ async def transaction(
         async with pool.connection() as own, own.transaction():
             yield own
         return
+    if isinstance(conn, HandlerConnection):  # ctx.conn: taken now, if not yet
+        conn = await conn.connection()
     if not isinstance(conn, AsyncConnection):
         raise ValidationError(
             "conn",

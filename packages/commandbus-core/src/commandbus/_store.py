@@ -7,16 +7,21 @@ of ``sql/queries/<name>.sql`` with what it returns lives only in :data:`ROW_TYPE
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import psycopg
 from psycopg import AsyncConnection, AsyncCursor
-from psycopg.rows import kwargs_row
+from psycopg.rows import kwargs_row, tuple_row
 
 from commandbus import _sql
+from commandbus._db import fetch_all, fetch_one, tuple_cursor
+from commandbus._outcomes import Lease
 from commandbus._tsq_types import ActedRow, ErrorGroup, PickedRow
 from commandbus.models import (
     AuditEvent,
+    Command,
     CommandMetadata,
     CommandStatus,
     TroubleshootingItem,
@@ -26,6 +31,9 @@ from commandbus.models import (
 __all__ = [
     "ROW_TYPES",
     "act_on_parked",
+    "cancel_requests",
+    "declare_limits",
+    "extend_lease",
     "fetch_audit_events",
     "fetch_command_detail",
     "fetch_commands",
@@ -33,6 +41,9 @@ __all__ = [
     "fetch_parked_items",
     "fetch_troubleshooting_items",
     "fetch_workers",
+    "finish",
+    "finish_sync",
+    "lease_commands",
     "parked_match",
     "pick_parked",
 ]
@@ -147,3 +158,151 @@ async def act_on_parked(
 ) -> list[ActedRow]:
     """Rows of ``tsq_retry_many`` or ``tsq_resolve_many``: the commands acted on."""
     return await _fetch(conn, name, schema, params, ActedRow)
+
+
+# -- the worker's statements -----------------------------------------------------------
+# Hot paths: rows stay tuples (no per-row mapping object), but columns are still found
+# by name, once per statement's result (see _columns).
+
+_LEASE_COLUMNS = (
+    "msg_id",
+    "lease_id",
+    "command_id",
+    "command_type",
+    "data",
+    "correlation_id",
+    "reply_to",
+    "batch_id",
+    "created_at",
+    "attempts",
+    "max_attempts",
+    "forgiven",
+    "trace_context",
+    "cancel_requested",
+    "expired",
+)
+
+
+def _columns(cur: AsyncCursor[Any] | Any, names: tuple[str, ...]) -> list[int]:
+    """Positions of ``names`` in the cursor's result, so rows are read by column name."""
+    index = {column.name: i for i, column in enumerate(cur.description or ())}
+    return [index[name] for name in names]
+
+
+async def lease_commands(
+    conn: AsyncConnection[Any],
+    schema: str,
+    statement: str,
+    params: dict[str, Any],
+    *,
+    limited: bool,
+) -> tuple[list[Lease], bool]:
+    """Lease with ``dequeue`` (or ``rescue``) in one round trip on an autocommit ``conn``;
+    the leases and whether a lease of the domain expired without an outcome.
+
+    In autocommit, the statements of a pipeline up to its one Sync run as one implicit
+    transaction: the lease settings hold for the lease statement alone, and a failure
+    rolls back both; the statement stays prepared.
+    """
+    query = (
+        _dequeue_query(schema, limited) if statement == "dequeue" else _sql.query(statement, schema)
+    )
+    async with conn.pipeline():
+        await tuple_cursor(conn).execute(_sql.query("lease_settings", schema))
+        if limited:  # dequeues of the domain take turns from here to the commit
+            await tuple_cursor(conn).execute(_sql.query("limits_lock", schema), params)
+        cur = await tuple_cursor(conn).execute(query, params)
+    rows = await cur.fetchall()
+    if not rows:
+        return [], False
+    (
+        msg_id,
+        lease_id,
+        command_id,
+        command_type,
+        data,
+        correlation_id,
+        reply_to,
+        batch_id,
+        created_at,
+        attempts,
+        max_attempts,
+        forgiven,
+        trace_context,
+        cancel,
+        expired,
+    ) = _columns(cur, _LEASE_COLUMNS)
+    domain = params["domain"]
+    leases = [
+        Lease(
+            row[msg_id],
+            row[lease_id],
+            Command(
+                domain,
+                row[command_type],
+                row[command_id],
+                row[data],
+                row[correlation_id],
+                row[reply_to],
+                row[batch_id],
+                row[created_at],
+                row[trace_context],
+            ),
+            row[attempts],
+            row[max_attempts],
+            row[forgiven],
+            row[cancel],
+        )
+        for row in rows
+        if row[lease_id] is not None  # dequeue's one row when nothing was leased
+    ]
+    return leases, bool(rows[-1][expired])
+
+
+@functools.cache
+def _dequeue_query(schema: str, limited: bool) -> bytes:
+    """dequeue.sql with its pick fragment, rendered once per schema and variant."""
+    pick = _sql.query("dequeue_pick_limited" if limited else "dequeue_pick", schema)
+    return _sql.query("dequeue", schema, picked=pick.decode())
+
+
+async def declare_limits(
+    conn: AsyncConnection[Any], schema: str, domain: str, declared: dict[str, int]
+) -> bool:
+    """Write a registry's concurrency limits for ``domain``; whether it has any (declared
+    here or by other workers' registries)."""
+    params = {
+        "domain": domain,
+        "command_types": list(declared),
+        "max_running": list(declared.values()),
+    }
+    row = await fetch_one(conn, _sql.query("limits_declare", schema), params)
+    return bool(row and row[0])
+
+
+async def finish(conn: AsyncConnection[Any], schema: str, params: dict[str, Any]) -> set[Any]:
+    """Record outcomes (``finish_params``); the ids of the commands whose lease still held.
+    The caller commits (or runs it in autocommit)."""
+    rows = await fetch_all(conn, _sql.query("finish", schema), params)
+    return {row[0] for row in rows}
+
+
+def finish_sync(conn: psycopg.Connection[Any], schema: str, params: dict[str, Any]) -> set[Any]:
+    """:func:`finish` on a plain handler's synchronous connection, in its thread."""
+    with psycopg.Cursor(conn, row_factory=tuple_row) as cur:
+        cur.execute(_sql.query("finish", schema), params)
+        return {row[0] for row in cur.fetchall()}
+
+
+async def extend_lease(conn: AsyncConnection[Any], schema: str, params: dict[str, Any]) -> bool:
+    """Move a held lease's end; False if the lease was lost (the caller commits)."""
+    return await fetch_one(conn, _sql.query("extend_lease", schema), params) is not None
+
+
+async def cancel_requests(
+    conn: AsyncConnection[Any], schema: str, domain: str, worker: str, lease_ids: list[int]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Operators' cancel requests for the given leases of ``worker``: (lease id, request)."""
+    params = {"domain": domain, "worker": worker, "lease_ids": lease_ids}
+    rows = await fetch_all(conn, _sql.query("cancel_requests", schema), params)
+    return [(row[0], row[1]) for row in rows]

@@ -10,7 +10,9 @@ import asyncio
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from psycopg import AsyncConnection
 
 from commandbus._errors import ConfigurationError, HandlerAlreadyRegisteredError
 from commandbus._validation import check_name, check_positive_int, check_positive_seconds
@@ -18,8 +20,8 @@ from commandbus.models import Command
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg import AsyncConnection
 
+    from commandbus._handler_conn import HandlerConnection
     from commandbus._sync_handler_conn import SyncHandlerConnections
 
 __all__ = ["Handler", "HandlerContext", "HandlerRegistry", "handler"]
@@ -145,19 +147,15 @@ def is_async_handler(fn: Handler) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
 
 
-class ConnectionWanted(BaseException):
-    """Raised by ``ctx.conn`` in a handler run without a connection: the worker runs the
-    handler again, at once and within the same lease, with one (see docs/design.md)."""
-
-
 class HandlerContext:
     """What a handler may use besides the command: attempt info, lease, and a transaction.
 
-    ``ctx.conn`` (async handlers) is the worker's own connection. If the handler runs
-    any statement on it, the command's outcome is recorded in that same transaction:
-    its writes commit atomically with "completed", or roll back with a failure. Run
-    statements on it directly or in ``ctx.conn.transaction()`` blocks (savepoints in the
-    worker's transaction); do not ``commit()`` it: the worker ends the transaction.
+    ``ctx.conn`` (async handlers) is a pool connection taken at the handler's first
+    statement on it. If the handler runs any, the command's outcome is recorded in that
+    same transaction: its writes commit atomically with "completed", or roll back with a
+    failure. Run statements on it directly or in ``ctx.conn.transaction()`` blocks
+    (savepoints in the worker's transaction); do not ``commit()`` it: the worker ends the
+    transaction. A handler runs once per attempt whether or not it uses ``ctx.conn``.
     ``ctx.sync_conn`` is the same for plain-``def`` handlers: a synchronous
     ``psycopg.Connection`` whose transaction commits with the outcome.
     """
@@ -170,9 +168,8 @@ class HandlerContext:
         msg_id: int,
         extend: Callable[[float], Coroutine[Any, Any, None]],
         loop: asyncio.AbstractEventLoop,
-        conn: AsyncConnection | None = None,
+        conn: AsyncConnection | HandlerConnection | None = None,
         forgiven: int = 0,
-        lazy: bool = False,
         sync_conns: SyncHandlerConnections | None = None,
     ) -> None:
         self.attempt = attempt
@@ -183,10 +180,6 @@ class HandlerContext:
         self._extend = extend
         self._loop = loop
         self._conn = conn
-        # No connection lent yet, but an async handler may ask for one (see ConnectionWanted).
-        self._lazy = lazy
-        #: The handler asked for ``ctx.conn`` (the worker learns which handlers need one).
-        self.conn_used = False
         self._sync_conns = sync_conns
         #: The connection lent as ``ctx.sync_conn``, once the handler asked for it.
         self.lent_sync_conn: psycopg.Connection[Any] | None = None
@@ -221,16 +214,27 @@ class HandlerContext:
 
     @property
     def conn(self) -> AsyncConnection:
-        """The transaction shared with the outcome record (async handlers only)."""
-        self.conn_used = True
-        if self._conn is None and self._lazy:
-            raise ConnectionWanted
+        """The transaction shared with the outcome record (async handlers only).
+
+        Taken from the pool at its first statement (see :meth:`connection`); it offers
+        ``execute``, ``cursor``, ``transaction`` and ``pipeline`` as the connection does.
+        """
         if self._conn is None:
             raise ConfigurationError(
                 "ctx.conn is only available to async handlers: a plain-def handler runs in "
                 "a thread and cannot use the worker's AsyncConnection; use ctx.sync_conn"
             )
-        return self._conn
+        # A HandlerConnection stands in for the AsyncConnection (typed as one for callers).
+        return cast("AsyncConnection", self._conn)
+
+    async def connection(self) -> AsyncConnection:
+        """The ``AsyncConnection`` of :attr:`conn` itself, taken from the pool now if the
+        handler has not used it yet: for code that needs the real object (``isinstance``
+        checks, ``psycopg.AsyncCursor(conn)``, reading ``conn.info`` first)."""
+        conn = self._conn
+        if conn is None or isinstance(conn, AsyncConnection):
+            return self.conn  # the error for plain handlers, or the connection given
+        return await conn.connection()
 
     @property
     def sync_conn(self) -> psycopg.Connection[Any]:

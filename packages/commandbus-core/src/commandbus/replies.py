@@ -17,6 +17,7 @@ from commandbus import _sql
 from commandbus._channels import reply_channel
 from commandbus._db import fetch_all
 from commandbus._errors import ValidationError
+from commandbus._handler_conn import HandlerConnection
 from commandbus._validation import check_delay, check_name, check_paging, check_schema
 from commandbus.models import Reply, ReplyOutcome
 
@@ -85,7 +86,9 @@ class ReplyQueue:
 async def _connection(
     pool: AsyncConnectionPool, conn: AsyncConnection | None
 ) -> AsyncIterator[AsyncConnection]:
-    if conn is not None:
+    if isinstance(conn, HandlerConnection):  # ctx.conn: taken now, if not yet
+        yield await conn.connection()
+    elif conn is not None:
         yield conn
     else:
         async with pool.connection() as own:

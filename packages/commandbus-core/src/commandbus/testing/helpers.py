@@ -206,50 +206,19 @@ def _workers(
 async def _run_rounds(
     workers: Sequence[Worker], ran: dict[tuple[str, uuid.UUID], None], deadline: float
 ) -> None:
-    """Lease and run with each worker in turn until none finds anything due."""
+    """Drain each worker in turn until none finds anything due (a handler of one domain
+    may send commands to another)."""
     loop = asyncio.get_running_loop()
-    prepared: list[tuple[Worker, list[asyncio.Task[None]]]] = []
-    try:
+    progressed = True
+    while progressed:
+        progressed = False
         for worker in workers:
-            # What a run sets up (the outcome recorder among it), but no pruner or
-            # scheduler: a drain runs what is due, nothing on a clock.
-            pruner, scheduler = worker.pruner, worker.scheduler
-            worker.pruner = worker.scheduler = None
-            try:
-                background = worker._prepare()
-            finally:
-                worker.pruner, worker.scheduler = pruner, scheduler
-            prepared.append((worker, background))
-        progressed = True
-        while progressed:
-            progressed = False
-            for worker in workers:
-                leases = await worker._dequeue(worker.concurrency)
-                if not leases:
-                    continue
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError("drain: the deadline passed with commands still due")
+            for command_id in await worker.drain(timeout=left):
                 progressed = True
-                for lease in leases:
-                    ran.setdefault((worker.domain, lease.command.command_id), None)
-                worker._start(leases)
-                pending = set(worker._in_flight)
-                _, late = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
-                if late:
-                    for task in late:
-                        task.cancel()
-                    await asyncio.wait(late)
-                    raise TimeoutError(
-                        f"drain: {len(late)} handler(s) of domain {worker.domain!r} still "
-                        "running at the deadline were cancelled"
-                    )
-    finally:
-        for worker, background in prepared:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            try:
-                await worker._after_background()
-            finally:
-                await worker._release()
+                ran.setdefault((worker.domain, command_id), None)
 
 
 class _GivenConnection:
