@@ -82,7 +82,7 @@ async def test_a_plain_handler_that_never_asks_for_sync_conn_opens_no_connection
     async with running(make_worker(pool, schema, registry)) as worker:
         await bus.send(DOMAIN, "Noop", command_id, {})
         await wait_for_status(bus, DOMAIN, command_id, CommandStatus.COMPLETED)
-        assert worker._sync_conns is not None and not worker._sync_conns.opened
+        assert worker._threads is not None and not worker._threads.sync_conns_opened
 
 
 async def test_misuse_of_the_library_in_a_handler_is_parked_at_once(

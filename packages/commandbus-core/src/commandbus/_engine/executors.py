@@ -212,6 +212,11 @@ class ThreadExecutor(_Executor):
         #: Calls left running past their timeout: not waited for at shutdown.
         self.abandoned: set[asyncio.Future[Any]] = set()
 
+    @property
+    def sync_conns_opened(self) -> bool:
+        """Whether a handler asked for ``ctx.sync_conn`` (its pool opens on first use)."""
+        return self._sync_conns.opened
+
     async def run(self, handler: Any, lease: Lease) -> Outcome | None:
         ctx = HandlerContext(
             attempt=lease.attempt,
