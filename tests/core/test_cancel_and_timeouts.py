@@ -218,7 +218,8 @@ async def test_a_plain_handler_over_the_workers_timeout_is_retried_and_left_to_f
 async def test_a_cancel_that_loses_to_a_failure_does_not_cancel_the_operators_retry(
     pool: AsyncConnectionPool, schema: str, bus: CommandBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(commandbus._engine.cancel_watcher, "CANCEL_POLL_S", 60)  # the failure comes first
+    # The failure comes first.
+    monkeypatch.setattr(commandbus._engine.cancel_watcher, "CANCEL_POLL_S", 60)
     registry = HandlerRegistry()
     started, release = asyncio.Event(), asyncio.Event()
     runs = []

@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import _sql
 from commandbus._db import fetch_all, fetch_one
 from commandbus._errors import BatchNotFoundError, ValidationError
-from commandbus._send import PreparedSend, prepare_send
+from commandbus._send import PreparedSend
 from commandbus._store import fetch_commands
 from commandbus._validation import (
     check_name,
@@ -125,13 +125,7 @@ def prepare_batch(
         "custom_data": data,
         "total": len(requests),
     }
-    prepared = prepare_send(
-        requests,
-        schema=bus.schema,
-        default_max_attempts=bus.default_max_attempts,
-        batch_id=batch_id,
-        max_data_bytes=bus.max_data_bytes,
-    )
+    prepared = bus.sender.prepare(requests, batch_id=batch_id)
     return batch_id, prepared.after(_sql.query("batch_create", bus.schema), params)
 
 
@@ -146,7 +140,7 @@ async def create_batch(
 ) -> BatchResult:
     """Write the batch row and all its commands in one transaction (all or nothing)."""
     batch_id, prepared = prepare_batch(bus, domain, commands, name=name, custom_data=custom_data)
-    results = await bus._execute_send(prepared, conn)
+    results = await bus.sender.write(prepared, conn)
     return BatchResult(batch_id, prepared.domain, len(results), results)
 
 

@@ -10,15 +10,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from psycopg import AsyncConnection
-from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _sql, batches
 from commandbus._batch_watcher import BatchWatcher
 from commandbus._channels import reply_channel
-from commandbus._db import autocommit_connection, execute, fetch_all, fetch_one, transaction
+from commandbus._db import autocommit_connection, execute, fetch_one
 from commandbus._errors import BatchNotFoundError, CommandNotFoundError, InvalidOperationError
-from commandbus._send import PreparedSend, prepare_send
+from commandbus._sender import Sender
 from commandbus._store import fetch_audit_events, fetch_commands
 from commandbus._validation import (
     DEFAULT_MAX_DATA_BYTES,
@@ -36,7 +35,7 @@ from commandbus._validation import (
     require_uuid,
 )
 from commandbus.batches import OnBatchComplete
-from commandbus.hooks import CommandSent, Hook, Hooks
+from commandbus.hooks import Hook, Hooks
 from commandbus.models import (
     AuditEvent,
     BatchCommand,
@@ -91,6 +90,9 @@ class CommandBus:
         self._batch_watcher: BatchWatcher | None = None
         #: Callables that see each command sent (see :mod:`commandbus.hooks`).
         self.hooks = Hooks(hooks)
+        #: The send path this bus writes with; batches, process managers, their router
+        #: and the sync companion send through it too (see ``commandbus._sender``).
+        self.sender = Sender(self)
 
     async def close(self) -> None:
         """Stop the batch watcher, if any; pending ``on_complete`` callbacks are dropped.
@@ -150,79 +152,7 @@ class CommandBus:
         self, requests: Sequence[SendRequest], *, conn: AsyncConnection | OwnPool = OWN_POOL
     ) -> list[SendResult]:
         """Send many commands in one transaction and one statement; all or nothing."""
-        return await self._send(requests, conn=check_conn(conn, sync=False))
-
-    async def _send(
-        self,
-        requests: Sequence[SendRequest],
-        *,
-        conn: AsyncConnection | None,
-        batch_id: uuid.UUID | None = None,
-    ) -> list[SendResult]:
-        prepared = prepare_send(
-            requests,
-            schema=self.schema,
-            default_max_attempts=self.default_max_attempts,
-            batch_id=batch_id,
-            max_data_bytes=self.max_data_bytes,
-        )
-        results = await self._execute_send(prepared, conn)
-        if self.hooks:
-            await self._emit_sent(requests, results, in_callers_transaction=conn is not None)
-        return results
-
-    async def _emit_sent(
-        self,
-        requests: Sequence[SendRequest],
-        results: Sequence[SendResult],
-        *,
-        in_callers_transaction: bool,
-    ) -> None:
-        """Tell the hooks about commands written. Called by every send path (the sync
-        companion's outbox path too, which writes on the caller's own connection)."""
-        for request, result in zip(requests, results, strict=True):
-            await self.hooks.emit(
-                CommandSent(
-                    request.domain,
-                    request.command_type,
-                    result.command_id,
-                    result.msg_id,
-                    request.priority,
-                    in_callers_transaction,
-                )
-            )
-
-    async def _execute_send(
-        self, prepared: PreparedSend, conn: AsyncConnection | None
-    ) -> list[SendResult]:
-        """Write a prepared send (every async send path ends here), inside the hooks'
-        middleware."""
-        if not self.hooks.wraps:  # the common case: no generator context per send
-            return await self._write(prepared, conn)
-        with prepared.wrapped(self.hooks) as wrapped:
-            return await self._write(wrapped, conn)
-
-    async def _write(
-        self, prepared: PreparedSend, conn: AsyncConnection | None
-    ) -> list[SendResult]:
-        if conn is not None or prepared.prelude:
-            async with transaction(self.pool, conn) as tx:
-                for query, params in prepared.prelude:
-                    await execute(tx, query, params)
-                return prepared.results(await fetch_all(tx, prepared.query, prepared.params))
-        # On our own, the statement is the transaction: one round trip, all or nothing.
-        async with autocommit_connection(self.pool) as own:
-            try:
-                rows = await fetch_all(own, prepared.atomic_query, prepared.params)
-            except UniqueViolation as exc:
-                if not prepared.is_duplicate(exc):
-                    raise
-                taken = await fetch_all(own, prepared.existing_query, prepared.params)
-                error = prepared.duplicate_error(taken)
-                if error is None:  # the taken row is gone again: report what PostgreSQL said
-                    raise
-                raise error from None
-            return prepared.results(rows)
+        return await self.sender.send(requests, conn=check_conn(conn, sync=False))
 
     async def cancel(
         self,

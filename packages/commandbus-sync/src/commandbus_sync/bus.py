@@ -22,7 +22,6 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, SendRequest, SendResult
-from commandbus._send import prepare_send
 from commandbus._validation import OWN_POOL, OwnPool, check_conn
 from commandbus.batches import prepare_batch
 from commandbus.hooks import Hook
@@ -131,15 +130,10 @@ class SyncCommandBus(Facade):
         if check_conn(conn, sync=True) is not None:
             bus = self._target
             sync_conn = check_connection(conn)
-            prepared = prepare_send(
-                requests,
-                schema=bus.schema,
-                default_max_attempts=bus.default_max_attempts,
-                max_data_bytes=bus.max_data_bytes,
-            )
-            results = execute_send(sync_conn, prepared, self._target.hooks)
+            prepared = bus.sender.prepare(requests)
+            results = execute_send(sync_conn, prepared, bus.hooks)
             if bus.hooks:
-                self.runtime.run(bus._emit_sent, requests, results, in_callers_transaction=True)
+                self.runtime.run(bus.sender.sent, requests, results, in_callers_transaction=True)
             return results
         return self.runtime.run(self._target.send_batch, requests)
 

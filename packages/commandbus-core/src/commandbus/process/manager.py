@@ -30,7 +30,7 @@ from psycopg import AsyncConnection
 
 from commandbus import _sql
 from commandbus._errors import ConfigurationError, ValidationError
-from commandbus._send import PreparedSend, prepare_send
+from commandbus._send import PreparedSend
 from commandbus._validation import check_name, dump_json_object
 from commandbus.bus import CommandBus
 from commandbus.models import Reply, SendRequest
@@ -167,7 +167,7 @@ class BaseProcessManager(ABC, Generic[TState, TStep]):
         With ``conn`` both happen inside the caller's transaction (outbox pattern).
         """
         process_id, prepared = self.prepare_start(data)
-        await self.bus._execute_send(prepared, conn)
+        await self.bus.sender.write(prepared, conn)
         return process_id
 
     def prepare_start(self, data: dict[str, Any]) -> tuple[uuid.UUID, PreparedSend]:
@@ -187,12 +187,7 @@ class BaseProcessManager(ABC, Generic[TState, TStep]):
             "command_data": first.data_json,
             "state": self.dump_state(state),
         }
-        prepared = prepare_send(
-            [first.request],
-            schema=self.bus.schema,
-            default_max_attempts=self.bus.default_max_attempts,
-            max_data_bytes=self.bus.max_data_bytes,
-        )
+        prepared = self.bus.sender.prepare([first.request])
         return process_id, prepared.after(_sql.query("process_start", self.bus.schema), params)
 
     def plan(self, step: TStep, state: TState, process_id: uuid.UUID) -> PlannedCommand:

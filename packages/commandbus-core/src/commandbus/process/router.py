@@ -266,7 +266,7 @@ class ProcessReplyRouter(Consumer):
                 _advance_params(snap, reply, transition),
             )
             if transition.next is not None:
-                await manager.bus._send([transition.next.request], conn=conn)
+                await manager.bus.sender.send([transition.next.request], conn=conn)
             return "applied"
 
     async def _failed(self, reply: Reply, exc: Exception) -> str | None:
