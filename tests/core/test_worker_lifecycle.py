@@ -178,7 +178,7 @@ async def test_cancelling_the_run_task_stops_cleanly_and_redelivers_in_flight_wo
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
 
-    assert asyncio.all_tasks() == tasks_before
+    assert asyncio.all_tasks() == tasks_before, asyncio.all_tasks() - tasks_before
     new_threads = set(threading.enumerate()) - threads_before
     assert [t.name for t in new_threads if not t.name.startswith("asyncio_")] == []
     # The same worker object can run again; it picks the command up after the lease.

@@ -44,6 +44,9 @@ async def unless_stopped(fetch: Awaitable[list[T]], stop: asyncio.Event, grace: 
         return []
     except BaseException:
         task.cancel()
+        # Let it unwind (its connection goes back to the pool) before we do; bounded,
+        # since on a silent server even that may hang.
+        await asyncio.wait({task}, timeout=grace)
         raise
     finally:
         stopping.cancel()

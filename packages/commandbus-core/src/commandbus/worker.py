@@ -59,6 +59,8 @@ log = logging.getLogger("commandbus.worker")
 
 #: Most messages leased by one statement.
 _FETCH_BATCH = 200
+#: Dequeue statements one worker may have in flight at once.
+_FETCH_LANES = 2
 
 
 def current_worker() -> Worker | None:
@@ -152,6 +154,7 @@ class Worker(Consumer):
             max_running=functools.partial(registry.max_running, self.domain),
         )
         self._handling = 0  # in-flight commands whose handler has not returned yet
+        self._reserved = 0  # slots asked for by dequeues in flight
         self._fetch_threshold = 1
         self._recording_allowance = 0
         # Set up for each run (or drain) by _prepare:
@@ -177,6 +180,7 @@ class Worker(Consumer):
         """Build the parts for one run; their background tasks. ``with_clocks``: the
         pruner and the scheduler too (a drain runs what is due, nothing on a clock)."""
         self._handling = 0
+        self._reserved = 0
         self._leases.reset()
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
@@ -281,14 +285,28 @@ class Worker(Consumer):
     # -- fetching ------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
+        """Lease while there is room, in up to :data:`_FETCH_LANES` dequeues at once: the
+        next lease overlaps the one in flight and the running handlers, so the worker
+        does not wait for each round trip before asking for more."""
+        lanes = _FETCH_LANES if self.concurrency >= 2 * self._fetch_threshold else 1
+        async with asyncio.TaskGroup() as group:
+            for lane in range(lanes):
+                group.create_task(self._fetch_lane(first=lane == 0))
+
+    async def _fetch_lane(self, *, first: bool) -> None:
         leases_book = self._leases
         loop = asyncio.get_running_loop()
         while not self._stopping:
             if leases_book.isolating:
+                if not first:  # the first lane alone rescues; the others stand by
+                    self._slot_freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_freed.wait(), self.poll_interval)
+                    continue
                 # A lease expired without an outcome: its command runs alone, once
                 # nothing else of ours is in flight (see LeaseBook).
                 wait = leases_book.until_bystanders_done(loop.time())
-                if wait is not None:
+                if wait is not None or self._reserved:
                     self._slot_freed.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._slot_freed.wait(), wait)
@@ -302,8 +320,8 @@ class Worker(Consumer):
             # bottleneck and leasing more would only run leases down.
             recording = len(self._in_flight) - self._handling
             backlog = max(0, recording - self._recording_allowance)
-            free = self.concurrency - self._handling - backlog
-            if free < self._fetch_threshold and self._in_flight:
+            free = self.concurrency - self._handling - backlog - self._reserved
+            if free < self._fetch_threshold and (self._in_flight or self._reserved):
                 # Wait for room for a worthwhile batch: leasing one message per freed
                 # slot would cost one dequeue statement per command.
                 self._slot_freed.clear()
@@ -311,8 +329,13 @@ class Worker(Consumer):
                 continue
             self._wake.clear()
             wanted = min(free, _FETCH_BATCH)
-            leases, pause = await self._fetch(self._dequeue(wanted), log)
-            self._start(leases)
+            self._reserved += wanted
+            try:
+                leases, pause = await self._fetch(self._dequeue(wanted), log)
+                self._start(leases)
+            finally:
+                self._reserved -= wanted
+                self._slot_freed.set()  # another lane may use what this one left
             if len(leases) < wanted and not leases_book.expired_waiting:
                 # The queue is drained: sleep until woken or polled.
                 with contextlib.suppress(TimeoutError):
