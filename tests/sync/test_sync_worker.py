@@ -440,3 +440,16 @@ def test_hooks_pass_through_the_sync_facades(
     finished = [e for e in seen if isinstance(e, HandlerFinished)]
     assert [e.command_id for e in sent] == [cid]
     assert [(e.command_id, e.outcome) for e in finished] == [(cid, "COMPLETED")]
+
+
+def test_drain_runs_everything_due_and_returns_their_ids(
+    worker: SyncWorker, sync_bus: SyncCommandBus
+) -> None:
+    ids = [uuid.uuid4() for _ in range(5)]
+    for command_id in ids:
+        sync_bus.send(DOMAIN, "Plain", command_id, {"n": 1})
+    assert sorted(worker.drain(timeout=10)) == sorted(ids)
+    for command_id in ids:
+        meta = sync_bus.get_command(DOMAIN, command_id)
+        assert meta is not None and meta.status == CommandStatus.COMPLETED
+    assert worker.drain() == []  # nothing left due

@@ -9,6 +9,7 @@ are the core's: nothing is re-implemented here.
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -120,6 +121,11 @@ class SyncWorker(ServiceFacade):
         ``thread_pool_size``, when given, replace the worker's settings from this run on.
         """
         self._start(block=block, concurrency=concurrency, thread_pool_size=thread_pool_size)
+
+    def drain(self, *, timeout: float = 30.0) -> list[uuid.UUID]:
+        """Blocking :meth:`Worker.drain`: run every command of the domain due now, then
+        return their ids (for tests and one-off jobs; the worker must not be running)."""
+        return self.runtime.run(self._target.drain, timeout=timeout)
 
 
 def _build_worker(pool: AsyncConnectionPool, **settings: Any) -> Worker:
