@@ -6,6 +6,12 @@ measures one shape of work and prints one JSON line. Python 3.11+, psycopg 3 onl
 module is imported by the commandbus, PgQueuer and procrastinate children (Python 3.11,
 ``peers`` environment) and by the oban child (Python 3.12, ``peers-oban``).
 
+The ``send_process`` shape runs in two processes, as an application and its worker do:
+this child runs the worker and starts the sending half, the same script with the hidden
+shape ``sender``, which opens its client, says ``ready`` on stdout and runs the
+library's ``send`` loop when told ``go`` on stdin (see :class:`Sender`). Its client CPU is
+added to the worker's.
+
 CPU is read around the measured region only: the client's ``time.process_time()`` and the
 server's, the sum of utime and stime of the postmaster and all its children from
 ``/proc/<pid>/stat`` (plus the postmaster's cutime and cstime, which collect the CPU of
@@ -21,10 +27,11 @@ import importlib.metadata
 import json
 import os
 import statistics
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,7 +42,9 @@ from psycopg.conninfo import make_conninfo
 #: The payload of every job and command, the one bench_send uses.
 DATA: dict[str, Any] = {"order_id": 1234, "amount": "99.90", "currency": "EUR", "note": "benchmark"}
 BATCH = 1_000
-SHAPES = ("send", "batch", "process", "process_plain", "latency")
+SHAPES = ("send", "batch", "process", "process_plain", "latency", "send_process")
+#: The sending half of ``send_process``, run by :class:`Sender` (not by peers.py).
+SENDER = "sender"
 LATENCY_WARMUP = 20
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -91,21 +100,33 @@ class ServerCpu:
 class Meter:
     """Wall time, client CPU and server CPU of one measured region."""
 
-    server: ServerCpu
+    #: None in the sender of ``send_process``: the worker's process measures the server.
+    server: ServerCpu | None
     count: int = 0
     wall: float = 0.0
     client_cpu: float = 0.0
     server_cpu: float | None = None
+    #: Set in the sender of ``send_process``: waits for the worker's ``go``.
+    gate: Callable[[], Awaitable[None]] | None = None
+
+    async def wait_for_go(self) -> None:
+        """Hold a send loop, its client open, until the worker of ``send_process`` is
+        ready; returns at once in every other shape."""
+        if self.gate is not None:
+            await self.gate()
+
+    def _server_seconds(self) -> float | None:
+        return None if self.server is None else self.server.seconds()
 
     @contextmanager
     def measure(self, count: int) -> Iterator[None]:
-        server_before = self.server.seconds()
+        server_before = self._server_seconds()
         cpu_before = time.process_time()
         start = time.perf_counter()
         yield
         self.wall = time.perf_counter() - start
         self.client_cpu = time.process_time() - cpu_before
-        server_after = self.server.seconds()
+        server_after = self._server_seconds()
         self.count = count
         if server_before is not None and server_after is not None:
             self.server_cpu = server_after - server_before
@@ -122,7 +143,8 @@ class Peer(Protocol):
     async def install(self) -> None: ...
 
     async def send(self, n: int, meter: Meter) -> None:
-        """Enqueue ``n`` jobs one at a time, each in its own transaction."""
+        """Enqueue ``n`` jobs one at a time, each in its own transaction; the client
+        open, ``await meter.wait_for_go()`` just before the measured loop."""
 
     async def batch(self, n: int, meter: Meter) -> None:
         """Enqueue ``n`` jobs in batches of ``BATCH``, one transaction each."""
@@ -132,6 +154,13 @@ class Peer(Protocol):
 
     async def latency(self, samples: int, meter: Meter) -> list[float]:
         """Enqueue-to-handler-start latencies (ms) on an idle worker woken by NOTIFY."""
+
+    async def send_process(
+        self, n: int, concurrency: int, go: Callable[[], Awaitable[None]], meter: Meter
+    ) -> None:
+        """Start a worker (``async def`` no-op handler for the jobs ``send`` enqueues)
+        and let it go idle, then, measured: ``await go()`` (another process starts
+        ``send`` of ``n`` jobs) and wait until the worker has completed all ``n``."""
 
     def settings(self, shape: str, concurrency: int) -> str:
         """The library's settings for this shape, printed next to the table."""
@@ -190,6 +219,96 @@ async def wait_for_rows(url: str, query: str, n: int) -> None:
             await asyncio.sleep(0.005)
 
 
+class Sender:
+    """The sending half of ``send_process``: this script again, in its own process.
+
+    :meth:`started` returns once the sender's client is open (it prints ``ready``);
+    :meth:`go` starts its send loop. A sender that fails cancels the task that started
+    it, so a worker never waits for jobs that will not come.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.failed: int | None = None
+        #: From the sender's own meter, once it has exited: its send loop only.
+        self.client_cpu = 0.0
+        self.wall = 0.0
+
+    @classmethod
+    @asynccontextmanager
+    async def started(cls, url: str, n: int) -> AsyncIterator[Sender]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            sys.argv[0],  # this peer script (run from the same directory)
+            SENDER,
+            "--url",
+            url,
+            "-n",
+            str(n),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        sender = cls(process)
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), 120)
+            if line != b"ready\n":
+                raise RuntimeError(f"the sender did not start: {line!r}")
+            watcher = asyncio.create_task(sender._watch(asyncio.current_task()))
+            try:
+                yield sender
+            except asyncio.CancelledError:
+                if sender.failed is not None:
+                    raise RuntimeError(f"the sender exited with {sender.failed}") from None
+                raise
+            finally:
+                watcher.cancel()
+            if code := await process.wait():
+                raise RuntimeError(f"the sender exited with {code}")
+            result = json.loads((await process.stdout.read()).decode().strip().splitlines()[-1])
+            sender.client_cpu, sender.wall = result["client_cpu"], result["wall"]
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    async def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"go\n")
+        await self.process.stdin.drain()
+
+    async def _watch(self, starter: asyncio.Task[Any] | None) -> None:
+        code = await self.process.wait()
+        if code != 0 and starter is not None:
+            self.failed = code
+            starter.cancel()
+
+
+async def _send_when_told(peer: Peer, n: int) -> dict[str, float]:
+    """The sender's side: the library's ``send``, its loop held until ``go``."""
+
+    async def gate() -> None:
+        print("ready", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if line.strip() != "go":
+            raise SystemExit(f"send_process: expected go, got {line!r}")
+
+    meter = Meter(None, gate=gate)
+    await peer.send(n, meter)
+    return {"client_cpu": meter.client_cpu, "wall": meter.wall}
+
+
+async def wait_until_empty(url: str, query: str) -> None:
+    """Poll the database until ``query`` counts nothing (for the tail of a run only)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute(query)
+            row = await cur.fetchone()
+            if row and row[0] == 0:
+                return
+            await asyncio.sleep(0.005)
+
+
 @contextmanager
 def fresh_database(url: str, library: str) -> Iterator[str]:
     name = f"bench_{library}_{uuid.uuid4().hex[:10]}"
@@ -228,12 +347,15 @@ def bytes_in_schema(url: str, schema: str) -> int:
 
 def main(library: str, make: Callable[[str], Peer]) -> None:
     parser = argparse.ArgumentParser(description=f"one {library} measurement, as JSON")
-    parser.add_argument("shape", choices=SHAPES)
+    parser.add_argument("shape", choices=(*SHAPES, SENDER))
     parser.add_argument("--url", required=True, help="the server; a fresh database is made")
     parser.add_argument("-n", type=int, default=1_000, help="jobs, or latency samples")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--settings-only", action="store_true", help="print settings only")
     args = parser.parse_args()
+    if args.shape == SENDER:  # in the database its worker made ready
+        print(json.dumps(asyncio.run(_send_when_told(make(args.url), args.n))))
+        return
     if args.settings_only:
         print(json.dumps({"settings": make(args.url).settings(args.shape, args.concurrency)}))
         return
@@ -256,6 +378,13 @@ async def _measure(url: str, peer: Peer, args: argparse.Namespace) -> dict[str, 
     elif args.shape in ("process", "process_plain"):
         await peer.process(args.n, args.concurrency, args.shape == "process_plain", meter)
         result["bytes_per_job"] = (bytes_in_schema(url, peer.schema) - empty) / args.n
+    elif args.shape == "send_process":
+        async with Sender.started(url, args.n) as sender:
+            await peer.send_process(args.n, args.concurrency, sender.go, meter)
+        result["send_per_second"] = args.n / sender.wall
+        result["worker_client_us"] = meter.client_cpu / args.n * 1e6
+        result["sender_client_us"] = sender.client_cpu / args.n * 1e6
+        meter.client_cpu += sender.client_cpu
     else:
         latencies = await peer.latency(args.n, meter)
         quantiles = statistics.quantiles(latencies, n=100)

@@ -1,6 +1,7 @@
 """commandbus for bench/peers.py: one measurement in a fresh database, printed as JSON.
 
-    python bench/peer_commandbus.py {send,batch,process,process_plain,latency} --url URL
+    python bench/peer_commandbus.py {send,batch,process,process_plain,latency,send_process}
+        --url URL
 
 Public API only: CommandBus, SendRequest, Worker, HandlerRegistry, migrate.
 """
@@ -11,6 +12,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
@@ -49,12 +51,19 @@ class Commandbus:
                 f"Worker(concurrency={concurrency}), {kind} handler, pool of "
                 f"{concurrency + 4}, done = worker.stats['completed'] (after commit)"
             )
+        if shape == "send_process":
+            return (
+                "bus.send() in a loop, pool of 1, in one process; "
+                f"Worker(concurrency={concurrency}), LISTEN/NOTIFY, async def handler, "
+                f"pool of {concurrency + 4}, in another; done = worker.stats['completed']"
+            )
         return "Worker(concurrency=4, poll_interval=5), LISTEN/NOTIFY, pool of 8"
 
     async def send(self, n: int, meter: Meter) -> None:
         ids = [uuid.uuid4() for _ in range(n)]
         async with self.pool(1) as pool:
             bus = CommandBus(pool, schema=SCHEMA)
+            await meter.wait_for_go()
             with meter.measure(n):
                 for command_id in ids:
                     await bus.send(DOMAIN, "PlaceOrder", command_id, DATA)
@@ -104,6 +113,29 @@ class Commandbus:
                 await wait_for_count(lambda: worker.stats["completed"], n)
             await worker.stop()
             await task
+
+    async def send_process(
+        self, n: int, concurrency: int, go: Callable[[], Awaitable[None]], meter: Meter
+    ) -> None:
+        async with self.pool(concurrency + 4) as pool:
+            registry = HandlerRegistry()
+
+            @registry.handler(DOMAIN, "PlaceOrder")
+            async def place_order(command: object, context: object) -> None:
+                return None
+
+            worker = Worker(
+                pool, domain=DOMAIN, registry=registry, concurrency=concurrency, schema=SCHEMA
+            )
+            task = asyncio.create_task(worker.run())
+            await worker.ready.wait()
+            try:
+                with meter.measure(n):
+                    await go()
+                    await wait_for_count(lambda: worker.stats["completed"], n)
+            finally:
+                await worker.stop()
+                await task
 
     async def latency(self, samples: int, meter: Meter) -> list[float]:
         async with self.pool(8) as pool:

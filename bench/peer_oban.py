@@ -1,6 +1,6 @@
 """oban-py for bench/peers.py: one measurement in a fresh database, printed as JSON.
 
-    python bench/peer_oban.py {send,batch,process,process_plain,latency} --url URL
+    python bench/peer_oban.py {send,batch,process,process_plain,latency,send_process} --url URL
 
 Needs Python >= 3.12: the ``peers-oban`` hatch environment, which installs oban for the
 benches only (it is not a dependency of commandbus). Jobs are kept when done (oban's
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +105,18 @@ class ObanPeer:
                 f'@job def (runs on the event loop, not a thread), queues={{"{QUEUE}": '
                 f"{concurrency}}}, pool of {concurrency + 4}"
             )
+        if shape == "send_process":
+            return (
+                "oban.enqueue() in a loop (client mode, not started), pool of 1, in one "
+                f'process; Oban(queues={{"{QUEUE}": {concurrency}}}), LISTEN/NOTIFY, async '
+                f"process(), pool of {concurrency + 4}, in another; done = all rows 'completed'"
+            )
         return f'Oban(queues={{"{QUEUE}": 4}}), LISTEN/NOTIFY, pool of 8'
 
     async def send(self, n: int, meter: Meter) -> None:
         async with self.pool(1) as pool:
             oban = Oban(pool=pool)
+            await meter.wait_for_go()
             with meter.measure(n):
                 for _ in range(n):
                     await oban.enqueue(Noop.new(DATA))
@@ -137,6 +145,23 @@ class ObanPeer:
                     self.url, "SELECT count(*) FROM oban_jobs WHERE state = 'completed'", n
                 )
             await oban.stop()
+
+    async def send_process(
+        self, n: int, concurrency: int, go: Callable[[], Awaitable[None]], meter: Meter
+    ) -> None:
+        async with self.pool(concurrency + 4) as pool:
+            oban = Oban(pool=pool, queues={QUEUE: concurrency})
+            await oban.start()
+            try:
+                await asyncio.sleep(0.5)  # let it start listening: no ready event
+                with meter.measure(n):
+                    await go()
+                    await wait_for_count(lambda: handled, n)
+                    await wait_for_rows(
+                        self.url, "SELECT count(*) FROM oban_jobs WHERE state = 'completed'", n
+                    )
+            finally:
+                await oban.stop()
 
     async def latency(self, samples: int, meter: Meter) -> list[float]:
         async with self.pool(8) as pool:

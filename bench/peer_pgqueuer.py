@@ -1,6 +1,6 @@
 """PgQueuer 1.6 for bench/peers.py: one measurement in a fresh database, printed as JSON.
 
-    python bench/peer_pgqueuer.py {send,batch,process,latency} --url URL [-n N]
+    python bench/peer_pgqueuer.py {send,batch,process,latency,send_process} --url URL [-n N]
 
 PgQueuer's own driver, asyncpg. PgQueuer writes one row per job and deletes it when the
 job is done, logging the status change to ``pgqueuer_log``; commandbus keeps the command
@@ -15,6 +15,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -26,7 +27,16 @@ from psycopg.conninfo import conninfo_to_dict
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _peer_harness import BATCH, DATA, Meter, enqueue_setup, idle_latency, main
+from _peer_harness import (
+    BATCH,
+    DATA,
+    Meter,
+    enqueue_setup,
+    idle_latency,
+    main,
+    wait_for_count,
+    wait_until_empty,
+)
 
 PAYLOAD = json.dumps(DATA).encode()
 
@@ -65,6 +75,13 @@ class PgQueuerPeer:
             )
         if shape == "process_plain":
             return "n/a: entrypoints must be async def"
+        if shape == "send_process":
+            return (
+                "Queries.enqueue(one job) in a loop, one asyncpg connection, in one process; "
+                f"QueueManager.run(max_concurrent_tasks={concurrency}, "
+                f"batch_size={batch_size(concurrency)}), LISTEN/NOTIFY, async entrypoint, "
+                "in another; done = all handled and the pgqueuer table empty"
+            )
         return (
             "QueueManager.run(batch_size=2, max_concurrent_tasks=4), LISTEN/NOTIFY, "
             "one asyncpg connection"
@@ -74,6 +91,7 @@ class PgQueuerPeer:
         conn = await self.connect()
         try:
             queries = Queries(AsyncpgDriver(conn))
+            await meter.wait_for_go()
             with meter.measure(n):
                 for _ in range(n):
                     await queries.enqueue("noop", PAYLOAD, 0)
@@ -123,6 +141,33 @@ class PgQueuerPeer:
                 raise RuntimeError(f"PgQueuer drain left {left} jobs")
         finally:
             await conn.close()
+
+    async def send_process(
+        self, n: int, concurrency: int, go: Callable[[], Awaitable[None]], meter: Meter
+    ) -> None:
+        worker_conn = await self.connect()
+        pgq = PgQueuer(AsyncpgDriver(worker_conn))
+        handled = 0
+
+        @pgq.entrypoint("noop")
+        async def noop(job: object) -> None:
+            nonlocal handled
+            handled += 1
+
+        task = asyncio.create_task(
+            pgq.qm.run(batch_size=batch_size(concurrency), max_concurrent_tasks=concurrency)
+        )
+        try:
+            await asyncio.sleep(0.5)  # let it start listening: run() offers no ready event
+            with meter.measure(n):
+                await go()
+                await wait_for_count(lambda: handled, n)
+                # Done jobs leave the table when the status buffer flushes (<= 0.1 s).
+                await wait_until_empty(self.url, "SELECT count(*) FROM pgqueuer")
+        finally:
+            pgq.shutdown.set()
+            await asyncio.wait_for(task, 10)
+            await worker_conn.close()
 
     async def latency(self, samples: int, meter: Meter) -> list[float]:
         conn = await self.connect()

@@ -1,6 +1,7 @@
 """procrastinate 3 for bench/peers.py: one measurement in a fresh database, printed as JSON.
 
-    python bench/peer_procrastinate.py {send,batch,process,process_plain,latency} --url URL
+    python bench/peer_procrastinate.py {send,batch,process,process_plain,latency,send_process}
+        --url URL
 
 ``PsycopgConnector`` on a psycopg pool sized as commandbus's. Jobs are kept when done
 (``delete_jobs="never"``, the default), as commandbus keeps its command records; the
@@ -15,7 +16,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,16 @@ from psycopg_pool import AsyncConnectionPool
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _peer_harness import BATCH, DATA, Meter, enqueue_setup, idle_latency, main
+from _peer_harness import (
+    BATCH,
+    DATA,
+    Meter,
+    enqueue_setup,
+    idle_latency,
+    main,
+    wait_for_count,
+    wait_for_rows,
+)
 
 QUEUE = "bench"
 # Tasks are registered and run in this one process, so procrastinate's warning about an
@@ -62,6 +72,13 @@ class Procrastinate:
                 f'listen_notify=False, delete_jobs="never"), {kind} task, '
                 f"pool of {concurrency + 4}"
             )
+        if shape == "send_process":
+            return (
+                "task.defer_async() in a loop, pool of 1, in one process; "
+                f"run_worker_async(concurrency={concurrency}, listen_notify=True, "
+                f'delete_jobs="never"), async def task, pool of {concurrency + 4}, in '
+                "another; done = all handled and all rows 'succeeded'"
+            )
         return (
             "run_worker_async(concurrency=4, listen_notify=True, "
             "fetch_job_polling_interval=5), pool of 8"
@@ -70,6 +87,7 @@ class Procrastinate:
     async def send(self, n: int, meter: Meter) -> None:
         async with self.app(1) as app:
             task = app.task(name="noop", queue=QUEUE)(_noop)
+            await meter.wait_for_go()
             with meter.measure(n):
                 for _ in range(n):
                     await task.defer_async(**DATA)
@@ -102,6 +120,42 @@ class Procrastinate:
                 row = await cur.fetchone()
             if not row or row[0] != n:
                 raise RuntimeError(f"procrastinate finished {row} of {n} jobs")
+
+    async def send_process(
+        self, n: int, concurrency: int, go: Callable[[], Awaitable[None]], meter: Meter
+    ) -> None:
+        handled = 0
+
+        async def noop(**kwargs: Any) -> None:
+            nonlocal handled
+            handled += 1
+
+        async with self.app(concurrency + 4) as app:
+            app.task(name="noop", queue=QUEUE)(noop)
+            worker = asyncio.create_task(
+                app.run_worker_async(
+                    queues=[QUEUE],
+                    concurrency=concurrency,
+                    wait=True,
+                    listen_notify=True,
+                    delete_jobs="never",
+                    install_signal_handlers=False,
+                )
+            )
+            try:
+                await asyncio.sleep(0.5)  # let it start listening: no ready event
+                with meter.measure(n):
+                    await go()
+                    await wait_for_count(lambda: handled, n)
+                    await wait_for_rows(
+                        self.url,
+                        "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
+                        n,
+                    )
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
 
     async def latency(self, samples: int, meter: Meter) -> list[float]:
         stamps: list[float] = []

@@ -1,6 +1,6 @@
 """commandbus next to its peers, PgQueuer, procrastinate and oban-py, on one server.
 
-    hatch run peers:bench [--rounds N] [--sends N] [--batched N] [--jobs N] ...
+    hatch run peers:bench [--rounds N] [--sends N] [--batched N] [--jobs N] [--flow-jobs N] ...
 
 Absolute figures differ between machines (and between runs of a shared host) by far more
 than the differences we care about, so every library is measured on the same server in
@@ -11,6 +11,14 @@ the table shows medians and the ratio commandbus / best peer. Shapes of work:
 * enqueue in batches of 1,000, one transaction each (``send_batch``),
 * process no-op jobs from a full queue, one worker process, the best of ``--concurrency``
   for each library, with an ``async def`` handler, and with a plain ``def`` one,
+* send and process at once: one process enqueues one job at a time at full speed (the
+  ``send`` loop above) while a worker in a second process, started and idle beforehand,
+  drains with an ``async def`` no-op handler at ``--flow-concurrency`` (one fixed
+  concurrency for every library: the sender, not the worker, bounds the rate, so in-flight
+  jobs stay far below 100); the figure is jobs completed per second from the first send
+  to the last completion, with the CPU of both processes. Two processes, as an
+  application and its worker run: in one, the send loop and the worker would share one
+  event loop and one core,
 * latency from enqueue to handler start on an idle worker woken by LISTEN/NOTIFY,
 * bytes per job kept by the library after processing them: tables, indexes and TOAST of
   its schema after a plain VACUUM, less the same of the empty schema, divided by the jobs.
@@ -235,7 +243,7 @@ def report(
     for line in cpu_lines:
         print(line)
     print("\nsettings")
-    shapes = ("send", "batch", "process", "process_plain", "latency")
+    shapes = ("send", "batch", "process", "process_plain", "send_process", "latency")
     for name in names:
         print(f"\n{name} {versions[name]}:")
         for shape in shapes:
@@ -260,6 +268,7 @@ def main(args: argparse.Namespace) -> None:
     runs = [Run("send", args.sends), Run("batch", args.batched)]
     runs += [Run("process", args.jobs, c) for c in args.concurrency]
     runs += [Run("process_plain", args.jobs // 2, args.plain_concurrency)]
+    runs += [Run("send_process", args.flow_jobs, args.flow_concurrency)]
     runs += [Run("latency", args.samples)]
     rows = [
         Row("enqueue one at a time", "jobs/s", "send", "per_second", [0]),
@@ -273,6 +282,13 @@ def main(args: argparse.Namespace) -> None:
             "process_plain",
             "per_second",
             [args.plain_concurrency],
+        ),
+        Row(
+            "send and process at once, async handler",
+            "jobs/s",
+            "send_process",
+            "per_second",
+            [args.flow_concurrency],
         ),
         Row("idle send-to-handler p50", "ms", "latency", "p50_ms", [0], False, 2),
         Row("idle send-to-handler p99", "ms", "latency", "p99_ms", [0], False, 2),
@@ -297,7 +313,7 @@ def main(args: argparse.Namespace) -> None:
                         continue
                     n = (
                         min(run.n, slow[library.name])
-                        if library.name in slow and run.shape.startswith("process")
+                        if library.name in slow and "process" in run.shape
                         else run.n
                     )
                     sized = Run(run.shape, n, run.concurrency)
@@ -312,6 +328,12 @@ def main(args: argparse.Namespace) -> None:
                         if run.shape == "latency"
                         else f"{result['per_second']:,.0f}/s"
                     )
+                    if "send_per_second" in result:
+                        figure += (
+                            f" (send loop {result['send_per_second']:,.0f}/s; client CPU"
+                            f" per job: sender {result['sender_client_us']:,.0f} µs,"
+                            f" worker {result['worker_client_us']:,.0f} µs)"
+                        )
                     concurrency = f" c={run.concurrency}" if run.concurrency else ""
                     print(
                         f"round {round_no + 1}/{args.rounds} {run.shape}{concurrency} "
@@ -324,6 +346,8 @@ def main(args: argparse.Namespace) -> None:
     print(
         f"jobs: {args.sends:,} single enqueues, {args.batched:,} batched, {args.jobs:,} processed"
         f" per async run ({args.jobs // 2:,} plain; procrastinate {args.procrastinate_jobs:,}),"
+        f" {args.flow_jobs:,} sent and processed at once (procrastinate"
+        f" {min(args.flow_jobs, args.procrastinate_jobs):,}),"
         f" {args.samples} latency samples after 20 warm-up ones"
     )
 
@@ -342,6 +366,15 @@ def cli() -> None:
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--plain-concurrency", type=int, default=50)
+    parser.add_argument(
+        "--flow-jobs", type=int, default=10_000, help="jobs sent and processed at once per run"
+    )
+    parser.add_argument(
+        "--flow-concurrency",
+        type=int,
+        default=100,
+        help="the worker's concurrency while sending and processing at once",
+    )
     parser.add_argument("--samples", type=int, default=200, help="latency samples per run")
     parser.add_argument(
         "--libraries",
