@@ -38,12 +38,14 @@ async def listen(
     """Run until cancelled, holding one pool connection while connected (or, with
     ``conninfo``, a connection of its own to that server)."""
     while True:
+        _stop_if_cancelled()
         try:
             if conninfo is not None:
                 await _listen_direct(conninfo, channel, wake, ready)
             else:
                 await _listen_pooled(pool, channel, wake, ready)
         except psycopg.Error as exc:
+            _stop_if_cancelled()
             log.warning("listener on %r lost its connection (%s); retrying", channel, exc)
             # The server probably restarted: every idle connection in the pool is dead
             # too. Have the pool test and replace them now, or each fetch would draw one
@@ -62,6 +64,7 @@ async def _listen_pooled(
         await conn.set_autocommit(True)
         try:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            _stop_if_cancelled()
             ready.set()
             wake.set()  # anything sent while we were not listening
             async for _ in conn.notifies():
@@ -88,14 +91,30 @@ async def _listen_direct(
             await asyncio.shield(conn.close())
 
 
+def _stop_if_cancelled() -> None:
+    """Raise CancelledError if the listener was cancelled but the cancellation did not
+    reach us as one: while a connection fails, psycopg (cancelling its query) or the
+    pool may end it with an error of their own, or none. Listening again would make the
+    listener outlive its consumer's stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _release(conn: psycopg.AsyncConnection, autocommit: bool) -> None:
     """Leave the pooled connection as we found it (not listening, in the autocommit mode
     it was lent in), or close it so the pool replaces it."""
     try:
         await asyncio.shield(_reset(conn, autocommit))
-    except (psycopg.Error, asyncio.CancelledError):
+    except psycopg.Error:
         with contextlib.suppress(psycopg.Error):
             await conn.close()
+    except asyncio.CancelledError:
+        # Stopped while resetting (perhaps after the connection broke): close it, and
+        # let the cancellation through, or the listener would go on listening.
+        with contextlib.suppress(psycopg.Error):
+            await conn.close()
+        raise
 
 
 async def _reset(conn: psycopg.AsyncConnection, autocommit: bool) -> None:

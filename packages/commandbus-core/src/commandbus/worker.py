@@ -288,10 +288,23 @@ class Worker(Consumer):
         """Lease while there is room, in up to :data:`_FETCH_LANES` dequeues at once: the
         next lease overlaps the one in flight and the running handlers, so the worker
         does not wait for each round trip before asking for more."""
-        lanes = _FETCH_LANES if self.concurrency >= 2 * self._fetch_threshold else 1
-        async with asyncio.TaskGroup() as group:
-            for lane in range(lanes):
-                group.create_task(self._fetch_lane(first=lane == 0))
+        count = _FETCH_LANES if self.concurrency >= 2 * self._fetch_threshold else 1
+        if count == 1:
+            await self._fetch_lane(first=True)
+            return
+        lanes = [asyncio.create_task(self._fetch_lane(first=i == 0)) for i in range(count)]
+        try:
+            pending = set(lanes)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for lane in done:
+                    error = None if lane.cancelled() else lane.exception()
+                    if error is not None:  # as it is (no exception group): "not migrated"
+                        raise error
+        finally:
+            for lane in lanes:
+                lane.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
 
     async def _fetch_lane(self, *, first: bool) -> None:
         leases_book = self._leases
