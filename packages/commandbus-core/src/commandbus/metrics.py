@@ -101,14 +101,25 @@ class Metrics(Collector):
         with self._lock:
             if isinstance(event, HandlerFinished):
                 kind = (event.domain, event.command_type)
+                self._first_sight(kind)
                 self._handled[(*kind, _OUTCOMES.get(event.outcome, event.outcome))] += 1
                 self._duration[kind].observe(event.duration)
             elif isinstance(event, HandlerStarted):
-                self._waited[(event.domain, event.command_type)].observe(event.waited)
+                kind = (event.domain, event.command_type)
+                self._first_sight(kind)
+                self._waited[kind].observe(event.waited)
             elif isinstance(event, CommandSent):
                 self._sent[(event.domain, event.command_type)] += 1
             elif isinstance(event, ReplyRouted):
                 self._routed[(event.reply_queue, event.result)] += 1
+
+    def _first_sight(self, kind: tuple[str, str]) -> None:
+        """Every outcome of a command type starts at 0 when the type is first seen: a
+        series that appears already at 1 is not an increase to ``rate()`` (Prometheus
+        starts counting from its first sample), so the first failures would be missed."""
+        if (*kind, "completed") not in self._handled:
+            for outcome in _OUTCOMES.values():
+                self._handled[(*kind, outcome)] += 0
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
