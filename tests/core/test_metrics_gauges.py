@@ -18,7 +18,7 @@ from commandbus import (
     pause_domain,
     resume_domain,
 )
-from commandbus.hooks import HandlerFinished
+from commandbus.hooks import HandlerFinished, HandlerStarted
 from commandbus.metrics import DatabaseCollector, Metrics
 from core._parking import park_many
 from core.helpers import DOMAIN, execute, make_worker, running, wait_for_status, wait_until
@@ -210,3 +210,14 @@ def test_an_operator_cancel_is_counted_as_canceled() -> None:
     metrics(HandlerFinished(DOMAIN, "Pay", uuid.uuid4(), 1, "w", "OPERATOR_CANCEL", 0.1))
     labels = {"domain": DOMAIN, "command_type": "Pay", "outcome": "canceled"}
     assert metrics.registry.get_sample_value("commandbus_commands_handled_total", labels) == 1
+
+
+def test_a_command_types_outcome_counters_start_at_zero() -> None:
+    """A failure counter that appears already at 1 is no increase to rate(): start at 0."""
+    metrics = Metrics(CollectorRegistry())
+    metrics(HandlerStarted(DOMAIN, "Pay", uuid.uuid4(), 1, "w", 0.01))
+    labels = {"domain": DOMAIN, "command_type": "Pay"}
+    value = metrics.registry.get_sample_value
+    for outcome in ("completed", "failed", "retried", "parked", "canceled"):
+        assert value("commandbus_commands_handled_total", {**labels, "outcome": outcome}) == 0
+    assert value("commandbus_commands_parked_total", labels) == 0

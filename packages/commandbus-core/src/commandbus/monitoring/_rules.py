@@ -34,7 +34,7 @@ class Rule:
 
 
 def _label(name: str) -> str:
-    return "{{ $labels.%s | urlquery }}" % name
+    return "{{ $labels." + name + " | urlquery }}"
 
 
 def alert_rules(settings: AlertSettings | None = None) -> list[Rule]:

@@ -131,8 +131,10 @@ class AlertSettings:
                 )
         object.__setattr__(self, "console_url", self.console_url.rstrip("/"))
         for label in self.labels:
-            if not _LABEL.fullmatch(label) or label == "domain":
-                raise ValidationError("group_by", f"{label!r} is not a label name (or is 'domain')")
+            if label == "domain":
+                raise ValidationError("group_by", "'domain' is kept anyway: name other labels")
+            if not _LABEL.fullmatch(label):
+                raise ValidationError("group_by", f"{label!r} is not a label name")
         for name in DURATIONS:
             duration_seconds(name, getattr(self, name), zero=name.endswith("_for"))
         for name in ("tsq_growth", "failure_min_count"):
