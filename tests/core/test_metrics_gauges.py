@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
@@ -15,6 +16,7 @@ from commandbus import (
     CommandStatus,
     HandlerContext,
     HandlerRegistry,
+    _metrics_gauges,
     pause_domain,
     resume_domain,
 )
@@ -221,3 +223,25 @@ def test_a_command_types_outcome_counters_start_at_zero() -> None:
     for outcome in ("completed", "failed", "retried", "parked", "canceled"):
         assert value("commandbus_commands_handled_total", {**labels, "outcome": outcome}) == 0
     assert value("commandbus_commands_parked_total", labels) == 0
+
+
+async def test_a_slow_reading_of_the_troubleshooting_queue_is_reused_for_a_while(
+    pool: AsyncConnectionPool,
+    bus: CommandBus,
+    schema: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It reads every parked row: reused until REUSE_FACTOR times as old as it took."""
+    await park_many(bus, pool, schema, 2, domain="payments")
+    scraper = _scraper(database_url, schema)
+    monkeypatch.setattr(_metrics_gauges, "REUSE_FACTOR", 1e9)  # as if it took an age
+    assert scraper.get_sample_value("commandbus_troubleshooting", {"domain": "payments"}) == 2
+    await park_many(bus, pool, schema, 3, domain="payments")
+    assert scraper.get_sample_value("commandbus_troubleshooting", {"domain": "payments"}) == 2
+    # The backlog gauges are read at every scrape all the same.
+    await bus.send("payments", "Pay", uuid.uuid4(), {})
+    assert scraper.get_sample_value("commandbus_ready", {"domain": "payments"}) == 1
+    monkeypatch.setattr(_metrics_gauges, "REUSE_FACTOR", 1.0)  # a quick reading: read again
+    scraper = _scraper(database_url, schema)
+    assert scraper.get_sample_value("commandbus_troubleshooting", {"domain": "payments"}) == 5

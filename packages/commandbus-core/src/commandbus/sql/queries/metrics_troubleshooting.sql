@@ -1,6 +1,6 @@
 -- metrics_troubleshooting: the troubleshooting queue by domain and error group (command
--- type, error type and code), for a Prometheus scrape (commandbus.metrics). One pass over
--- the parked rows; per-domain totals are summed from it.
+-- type, error type and code), for a Prometheus scrape (commandbus.metrics). It reads every
+-- parked row: commandbus.metrics reuses a reading for a while when it was slow.
 SELECT domain, command_type, coalesce(last_error_type, '') AS error_type,
        coalesce(last_error_code, '') AS error_code, count(*) AS parked
 FROM {schema}.commands
