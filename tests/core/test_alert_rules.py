@@ -110,6 +110,7 @@ def test_the_cli_prints_rules_with_the_flags_given(
         (["--waiting-age", "5"], "--waiting-age: must be a Prometheus duration"),
         (["--waiting-for=-1m"], "--waiting-for: must be a Prometheus duration"),
         (["--tsq-window", "0s"], "--tsq-window: must be a Prometheus duration"),
+        (["--retention", "300y"], "--retention: must be a Prometheus duration"),
         (["--console-url", "ftp://x"], "--console-url: must be an http(s) URL"),
         (["--console-url", 'http://x/"}}'], "--console-url: must be a URL without"),
         (["--failure-ratio", "1.5"], "--failure-ratio: must be between 0 and 1"),
@@ -133,5 +134,7 @@ def test_settings_in_code_are_checked_the_same_way() -> None:
     with pytest.raises(ValidationError) as caught:
         AlertSettings(retention="7 days")
     assert caught.value.field == "retention"
+    with pytest.raises(ValidationError, match="group_by: must be a string"):
+        AlertSettings(group_by=("job",))  # type: ignore[arg-type]
     assert AlertSettings(tsq_for="0s").seconds("tsq_for") == 0
     assert AlertSettings().changed() == {}

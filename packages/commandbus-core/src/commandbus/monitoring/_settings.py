@@ -23,6 +23,8 @@ OUTCOMES = ("failed", "retried", "parked", "canceled")
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: Ten years: Prometheus refuses durations past about 292 years, people far sooner.
+_LONGEST = 10 * 365 * 86400
 #: The fields that are durations; those ending in ``_for`` may be ``0s``.
 DURATIONS = (
     *("tsq_window", "tsq_for", "no_worker_for", "waiting_age", "waiting_for"),
@@ -37,9 +39,9 @@ def duration_seconds(field_name: str, text: object, *, zero: bool = False) -> fl
         parts = _DURATION.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
             seconds = sum(int(n) * _UNITS[u] for n, u in parts)
-            if seconds > 0 or zero:
+            if (seconds > 0 or zero) and seconds <= _LONGEST:
                 return float(seconds)
-    wanted = "a Prometheus duration such as 90s, 15m, 1h30m or 7d"
+    wanted = "a Prometheus duration such as 90s, 15m, 1h30m or 7d, at most 10y"
     raise ValidationError(
         field_name, f"must be {wanted}{'' if not zero else ' (or 0s)'}, got {text!r}"
     )
@@ -130,6 +132,9 @@ class AlertSettings:
                     name, f"must be a URL without spaces, quotes or braces, got {value!r}"
                 )
         object.__setattr__(self, "console_url", self.console_url.rstrip("/"))
+        for name in ("group_by", "failure_outcomes", *DURATIONS):
+            if not isinstance(getattr(self, name), str):
+                raise ValidationError(name, f"must be a string, got {getattr(self, name)!r}")
         for label in self.labels:
             if label == "domain":
                 raise ValidationError("group_by", "'domain' is kept anyway: name other labels")
