@@ -35,7 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, CommandStatus, pause_domain
 from commandbus.metrics import DatabaseCollector, Metrics, serve_metrics
-from commandbus.monitoring import AlertSettings, dashboard, render_rules
+from commandbus.monitoring import AlertSettings, alert_rules, dashboard, render_rules
 from commandbus.monitoring._settings import duration_seconds
 from core.helpers import execute, wait_for_status, wait_until
 from core.test_cli import _env, db
@@ -331,18 +331,8 @@ async def test_each_alert_fires_and_every_dashboard_query_answers(
 def _bound(name: str, onset: float) -> float:
     """When the alert must be firing: its condition's onset, its ``for:``, one scrape and
     one evaluation, and a margin for a loaded machine."""
-    field = {
-        "CommandbusTroubleshootingQueueGrowing": "tsq_for",
-        "CommandbusFailureRateHigh": "failure_for",
-        "CommandbusHeartbeatsMissing": "heartbeat_for",
-        "CommandbusNoLiveWorker": "no_worker_for",
-        "CommandbusCommandsWaitingTooLong": "waiting_for",
-        "CommandbusPausedDomainWaiting": "paused_for",
-        "CommandbusPrunerBehind": "pruner_for",
-        "CommandbusDatabaseUnreachable": "database_down_for",
-    }[name]
-    wait = duration_seconds(field, getattr(SETTINGS, field), zero=True)
-    return onset + wait + 2 * INTERVAL + MARGIN
+    (rule,) = [rule for rule in alert_rules(SETTINGS) if rule.alert == name]
+    return onset + duration_seconds("for", rule.for_, zero=True) + 2 * INTERVAL + MARGIN
 
 
 def _dashboard_queries() -> list[tuple[str, str]]:
