@@ -69,15 +69,24 @@ _LEVELS = {
 
 
 def started_event(lease: Lease, worker: str) -> HandlerStarted:
+    """``waited`` counts from when the command last became deliverable (the dequeue
+    reports how long it had been, by the database's clock; the time since the lease is
+    added by this process's monotonic clock): not a scheduled delay, a retry's backoff,
+    nor time parked before an operator's retry."""
     command = lease.command
-    sent = command.created_at.timestamp() if command.created_at is not None else time.time()
+    if lease.ready_since is not None:
+        waited = time.monotonic() - lease.ready_since
+    elif command.created_at is not None:
+        waited = time.time() - command.created_at.timestamp()
+    else:
+        waited = 0.0
     return HandlerStarted(
         command.domain,
         command.command_type,
         command.command_id,
         lease.attempt,
         worker,
-        max(0.0, time.time() - sent),
+        max(0.0, waited),
     )
 
 

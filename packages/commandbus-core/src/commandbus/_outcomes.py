@@ -42,6 +42,10 @@ class Lease:
     #: An operator's cancel request (operator, reason) found when leased: the command is
     #: recorded CANCELED without running.
     cancel_request: dict[str, Any] | None = None
+    #: When the command last became deliverable (its send, scheduled time, retry's due
+    #: time, an operator's retry or an expired lease), on ``time.monotonic()``'s clock:
+    #: the start of its send-to-start latency. None if unknown.
+    ready_since: float | None = None
 
     @property
     def counted_attempt(self) -> int:

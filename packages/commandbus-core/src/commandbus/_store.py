@@ -8,6 +8,7 @@ of ``sql/queries/<name>.sql`` with what it returns lives only in :data:`ROW_TYPE
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -180,6 +181,7 @@ _LEASE_COLUMNS = (
     "trace_context",
     "cancel_requested",
     "expired",
+    "ready_for",
 )
 
 
@@ -231,8 +233,10 @@ async def lease_commands(
         trace_context,
         cancel,
         expired,
+        ready_for,
     ) = _columns(cur, _LEASE_COLUMNS)
     domain = params["domain"]
+    now = time.monotonic()
     leases = [
         Lease(
             row[msg_id],
@@ -252,6 +256,7 @@ async def lease_commands(
             row[max_attempts],
             row[forgiven],
             row[cancel],
+            now - row[ready_for],
         )
         for row in rows
         if row[lease_id] is not None  # dequeue's one row when nothing was leased

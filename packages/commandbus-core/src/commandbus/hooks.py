@@ -76,7 +76,11 @@ class HandlerStarted:
     command_id: uuid.UUID
     attempt: int
     worker: str
-    #: Seconds from the send (database clock) to this start (worker clock).
+    #: Seconds from when the command last became deliverable to this start: from its
+    #: send, or its scheduled time (``delay``), a retry's due time, an operator's retry
+    #: or the expiry of a lease that ended without an outcome. Time spent waiting for a
+    #: delay, a backoff or in the troubleshooting queue is not counted; time a paused
+    #: domain held it is.
     waited: float
 
 

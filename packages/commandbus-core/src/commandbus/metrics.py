@@ -14,8 +14,10 @@ Two parts, use either or both::
   and send-to-start latency.
 * :class:`DatabaseCollector` computes gauges on scrape from the database, for every
   domain, whichever process runs the workers: pending, ready, in flight, in the
-  troubleshooting queue, and the age of the oldest ready command. One cheap query per
-  scrape (the partial indexes hold only moving commands).
+  troubleshooting queue (also by error group), the age of the oldest ready command,
+  paused or not, live and stale workers, and the age of the oldest finished command the
+  pruner may delete. A domain that drained reports 0, not nothing. Four short
+  statements per scrape (the partial indexes hold only moving and parked commands).
 
 Labels are domain, command type, outcome and reply queue: never ids, so cardinality is
 bounded by your code, not by traffic. ``import commandbus`` never imports this module or
@@ -31,28 +33,27 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from commandbus import _sql
-from commandbus._validation import check_schema
+from commandbus._metrics_gauges import DatabaseCollector
 from commandbus.hooks import CommandSent, Event, HandlerFinished, HandlerStarted, ReplyRouted
 
 __all__ = ["DatabaseCollector", "Metrics", "serve_metrics"]
 
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Up to an hour: a send-to-start latency of minutes (workers down, a paused domain) still
+# lands in a bucket, not only in +Inf.
+_LATENCY_BUCKETS = (
+    *(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    *(60, 300, 900, 3600),
+)
 _OUTCOMES = {  # audit event -> the outcome label
     "COMPLETED": "completed",
     "FAILED": "failed",
     "RETRY_SCHEDULED": "retried",
     "MOVED_TO_TROUBLESHOOTING_QUEUE": "parked",
+    "OPERATOR_CANCEL": "canceled",
 }
 
 
@@ -100,14 +101,25 @@ class Metrics(Collector):
         with self._lock:
             if isinstance(event, HandlerFinished):
                 kind = (event.domain, event.command_type)
+                self._first_sight(kind)
                 self._handled[(*kind, _OUTCOMES.get(event.outcome, event.outcome))] += 1
                 self._duration[kind].observe(event.duration)
             elif isinstance(event, HandlerStarted):
-                self._waited[(event.domain, event.command_type)].observe(event.waited)
+                kind = (event.domain, event.command_type)
+                self._first_sight(kind)
+                self._waited[kind].observe(event.waited)
             elif isinstance(event, CommandSent):
                 self._sent[(event.domain, event.command_type)] += 1
             elif isinstance(event, ReplyRouted):
                 self._routed[(event.reply_queue, event.result)] += 1
+
+    def _first_sight(self, kind: tuple[str, str]) -> None:
+        """Every outcome of a command type starts at 0 when the type is first seen: a
+        series that appears already at 1 is not an increase to ``rate()`` (Prometheus
+        starts counting from its first sample), so the first failures would be missed."""
+        if (*kind, "completed") not in self._handled:
+            for outcome in _OUTCOMES.values():
+                self._handled[(*kind, outcome)] += 0
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -121,7 +133,7 @@ class Metrics(Collector):
         yield family
         family = CounterMetricFamily(
             "commandbus_commands_handled",
-            "Handler attempts recorded, by outcome (completed, failed, retried, parked)",
+            "Handler attempts recorded, by outcome (completed, failed, retried, parked, canceled)",
             labels=[*kind, "outcome"],
         )
         for outcome_labels, value in handled.items():
@@ -140,7 +152,8 @@ class Metrics(Collector):
             ("commandbus_handler_duration_seconds", "Time a handler ran", duration),
             (
                 "commandbus_send_to_start_seconds",
-                "Time from a command's send to its handler's start",
+                "Time from a command becoming deliverable (sent, due, retried) to its "
+                "handler's start",
                 waited,
             ),
         ):
@@ -156,65 +169,6 @@ class Metrics(Collector):
         for labels, value in routed.items():
             family.add_metric(list(labels), value)
         yield family
-
-
-class DatabaseCollector(Collector):
-    """Gauges per domain computed on scrape, with one short-lived connection."""
-
-    def __init__(self, conninfo: str, *, schema: str = "commandbus", timeout: int = 5) -> None:
-        self.conninfo = conninfo
-        self.schema = check_schema(schema)
-        self.timeout = timeout
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = {
-            "pending": GaugeMetricFamily(
-                "commandbus_pending",
-                "Commands waiting for delivery (due or scheduled)",
-                labels=["domain"],
-            ),
-            "ready": GaugeMetricFamily(
-                "commandbus_ready", "Commands deliverable now", labels=["domain"]
-            ),
-            "in_flight": GaugeMetricFamily(
-                "commandbus_in_flight", "Commands leased by a worker", labels=["domain"]
-            ),
-            "troubleshooting": GaugeMetricFamily(
-                "commandbus_troubleshooting",
-                "Commands in the troubleshooting queue",
-                labels=["domain"],
-            ),
-            "oldest_ready_age": GaugeMetricFamily(
-                "commandbus_oldest_ready_age_seconds",
-                "How long the longest-waiting deliverable command has waited for a worker",
-                labels=["domain"],
-            ),
-        }
-        up = GaugeMetricFamily(
-            "commandbus_database_up", "1 if the last scrape could read the database"
-        )
-        try:
-            rows = self._read()
-        except psycopg.Error:
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        for row in rows:
-            for name, family in families.items():
-                family.add_metric([row["domain"]], float(row[name] or 0))
-        yield up
-        yield from families.values()
-
-    def _read(self) -> list[dict[str, Any]]:
-        query = _sql.query("metrics_gauges", self.schema)
-        with (
-            psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self.timeout) as conn,
-            psycopg.ClientCursor(conn) as cur,
-        ):
-            cur.execute(query)
-            names = [column.name for column in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def serve_metrics(

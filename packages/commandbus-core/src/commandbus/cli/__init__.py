@@ -32,6 +32,7 @@ from commandbus.cli import (
     domains,
     health,
     migrate,
+    monitoring,
     processes,
     retention,
     schedules,
@@ -70,6 +71,7 @@ def build_parser() -> Parser:
         *(migrate, worker, commands, tsq, batches, processes, stats, workers, health),
         *(retention, schedules, domains),
         web,
+        monitoring,
     ):
         module.add_parser(subcommands, common)
     return parser

@@ -23,7 +23,9 @@ WITH {picked}, leased AS (
               c.cancel_requested
 )
 -- One row even when nothing was leased (its lease columns NULL), to carry `expired`.
-SELECT leased.*, e.expired
+-- `ready_for`: seconds each command had been deliverable (since its send, its scheduled
+-- time, its retry's due time or an operator's retry) when leased: send-to-start latency.
+SELECT leased.*, e.expired, extract(epoch FROM now() - picked.vt)::float8 AS ready_for
 FROM (
     SELECT EXISTS (SELECT 1 FROM {schema}.commands x
                    WHERE x.domain = %(domain)s AND x.status = 'IN_PROGRESS'
@@ -32,4 +34,5 @@ FROM (
                                      WHERE pd.domain = %(domain)s)) AS expired
 ) e
 LEFT JOIN leased ON true
+LEFT JOIN picked ON picked.command_id = leased.command_id
 ORDER BY leased.priority, leased.msg_id

@@ -1,8 +1,9 @@
 -- dequeue_pick: the `picked` CTE of dequeue.sql, up to `limit` deliverable commands: one
 -- bounded walk of commands_pending_idx per priority, smaller priority first, then
--- visibility time, then send order; locked, skipping rows other dequeues hold.
+-- visibility time, then send order; locked, skipping rows other dequeues hold. `vt` is
+-- when each became deliverable (dequeue.sql reports how long it waited).
 picked AS (
-    SELECT x.command_id
+    SELECT x.command_id, x.vt
     FROM generate_series(0, 9) AS p(priority)
     CROSS JOIN LATERAL (
         SELECT c.command_id, c.vt, c.msg_id

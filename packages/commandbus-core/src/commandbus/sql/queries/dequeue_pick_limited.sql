@@ -33,7 +33,7 @@ free AS (
     ) x
 ), picked AS (
     -- A limited type takes at most its free places; other types as many as come.
-    SELECT k.command_id
+    SELECT k.command_id, k.vt
     FROM candidates k
     LEFT JOIN free f ON f.command_type = k.command_type
     WHERE f.places IS NULL OR k.nth <= f.places

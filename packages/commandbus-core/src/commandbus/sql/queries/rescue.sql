@@ -5,7 +5,7 @@
 -- (`forgiven` counts such leases; attempts still counts every lease).
 -- Runs after lease_settings.sql, in the same transaction.
 WITH picked AS (
-    SELECT command_id, lease_id AS old_lease_id, leased_at AS old_leased_at,
+    SELECT command_id, vt AS old_vt, lease_id AS old_lease_id, leased_at AS old_leased_at,
            worker AS old_worker, attempts AS old_attempts, lease_solo AS old_solo
     FROM {schema}.commands
     WHERE domain = %(domain)s AND status = 'IN_PROGRESS' AND vt <= now()
@@ -35,4 +35,6 @@ WITH picked AS (
     FROM picked p JOIN leased l USING (command_id)
     WHERE p.old_lease_id IS NOT NULL
 )
-SELECT leased.*, false AS expired FROM leased
+-- Deliverable again since its lease expired (ready_for: see dequeue.sql).
+SELECT leased.*, false AS expired, extract(epoch FROM now() - p.old_vt)::float8 AS ready_for
+FROM leased JOIN picked p USING (command_id)
