@@ -155,6 +155,7 @@ class Worker(Consumer):
         )
         self._handling = 0  # in-flight commands whose handler has not returned yet
         self._reserved = 0  # slots asked for by dequeues in flight
+        self._backlogged = asyncio.Event()  # the last dequeue filled its batch
         self._fetch_threshold = 1
         self._recording_allowance = 0
         # Set up for each run (or drain) by _prepare:
@@ -181,6 +182,7 @@ class Worker(Consumer):
         pruner and the scheduler too (a drain runs what is due, nothing on a clock)."""
         self._handling = 0
         self._reserved = 0
+        self._backlogged.clear()
         self._leases.reset()
         # Lease in batches of at least this many free slots: fewer, larger dequeues.
         self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
@@ -301,6 +303,7 @@ class Worker(Consumer):
                     error = None if lane.cancelled() else lane.exception()
                     if error is not None:  # as it is (no exception group): "not migrated"
                         raise error
+                self._backlogged.set()  # a lane ended (stopping): the parked ones end too
         finally:
             for lane in lanes:
                 lane.cancel()
@@ -310,6 +313,11 @@ class Worker(Consumer):
         leases_book = self._leases
         loop = asyncio.get_running_loop()
         while not self._stopping:
+            if not first and not self._backlogged.is_set():
+                # Only a backlog is worth a second dequeue in flight; an idle worker
+                # woken by one NOTIFY sends one dequeue, not one per lane.
+                await self._backlogged.wait()
+                continue
             if leases_book.isolating:
                 if not first:  # the first lane alone rescues; the others stand by
                     self._slot_freed.clear()
@@ -349,7 +357,11 @@ class Worker(Consumer):
             finally:
                 self._reserved -= wanted
                 self._slot_freed.set()  # another lane may use what this one left
-            if len(leases) < wanted and not leases_book.expired_waiting:
+            if len(leases) == wanted:
+                self._backlogged.set()
+                continue
+            self._backlogged.clear()
+            if not leases_book.expired_waiting:
                 # The queue is drained: sleep until woken or polled.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), pause)
