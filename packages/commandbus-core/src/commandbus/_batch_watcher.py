@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
-from commandbus import _sql
-from commandbus._db import fetch_all
+from commandbus import _store
 from commandbus.batches import OnBatchComplete, fetch_batches
 from commandbus.models import BatchInfo
 
@@ -126,9 +125,10 @@ class BatchWatcher:
 
     async def _claim(self, info: BatchInfo) -> bool:
         """Whether this watcher claimed the batch (and so runs its callbacks)."""
-        params = {"batch_ids": [info.batch_id], "completed_at": [info.completed_at]}
         async with self.pool.connection() as conn:
-            return bool(await fetch_all(conn, _sql.query("batch_claim", self.schema), params))
+            return await _store.claim_batches(
+                conn, self.schema, [info.batch_id], [info.completed_at]
+            )
 
 
 async def _invoke(callback: OnBatchComplete, info: BatchInfo) -> None:

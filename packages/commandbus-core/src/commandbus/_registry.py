@@ -34,8 +34,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from commandbus import _sql
-from commandbus._db import autocommit_connection, execute, fetch_one
+from commandbus import _store
+from commandbus._db import autocommit_connection
 from commandbus._errors import ValidationError
 from commandbus._store import fetch_workers
 from commandbus._validation import check_name, check_positive_seconds, check_schema
@@ -191,9 +191,7 @@ class _Registration:
                 asyncio.timeout(_UNREGISTER_GRACE_S),
                 autocommit_connection(self.pool) as conn,
             ):
-                await execute(
-                    conn, _sql.query("unregister_worker", self.schema), {"id": self.member}
-                )
+                await _store.unregister_worker(conn, self.schema, self.member)
         except Exception as exc:
             log.warning(
                 "%s %s could not leave the worker registry (%s); its row will read as stale",
@@ -206,16 +204,12 @@ class _Registration:
         params = {**self._row, "in_flight": self._in_flight(), "started_at": self._started_at}
         async with autocommit_connection(self.pool) as conn:
             self._maybe_written = True
-            row = await fetch_one(conn, _sql.query("register_worker", self.schema), params)
-        assert row is not None  # INSERT ... ON CONFLICT DO UPDATE returns its row
-        self._started_at = row[0]
+            self._started_at = await _store.register_worker(conn, self.schema, params)
 
     async def _beat(self) -> bool:
         """Refresh the heartbeat; False if there is no row to refresh."""
-        params = {"id": self.member, "in_flight": self._in_flight()}
         async with autocommit_connection(self.pool) as conn:
-            row = await fetch_one(conn, _sql.query("heartbeat", self.schema), params)
-        return row is not None
+            return await _store.heartbeat(conn, self.schema, self.member, self._in_flight())
 
     def _failed(self, exc: Exception) -> None:
         if self._failing:

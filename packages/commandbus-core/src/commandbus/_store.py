@@ -10,14 +10,15 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import kwargs_row, tuple_row
 
 from commandbus import _sql
-from commandbus._db import fetch_all, fetch_one, tuple_cursor
+from commandbus._db import execute, fetch_all, fetch_one, tuple_cursor
 from commandbus._outcomes import Lease
 from commandbus._tsq_types import ActedRow, ErrorGroup, PickedRow
 from commandbus.models import (
@@ -32,7 +33,9 @@ from commandbus.models import (
 __all__ = [
     "ROW_TYPES",
     "act_on_parked",
+    "cancel_command",
     "cancel_requests",
+    "claim_batches",
     "declare_limits",
     "extend_lease",
     "fetch_audit_events",
@@ -43,8 +46,12 @@ __all__ = [
     "fetch_troubleshooting_items",
     "fetch_workers",
     "finish",
+    "heartbeat",
     "finish_sync",
     "lease_commands",
+    "lock_command",
+    "register_worker",
+    "unregister_worker",
     "parked_match",
     "pick_parked",
 ]
@@ -311,3 +318,51 @@ async def cancel_requests(
     params = {"domain": domain, "worker": worker, "lease_ids": lease_ids}
     rows = await fetch_all(conn, _sql.query("cancel_requests", schema), params)
     return [(row[0], row[1]) for row in rows]
+
+
+# -- the worker registry -----------------------------------------------------------------
+
+
+async def register_worker(
+    conn: AsyncConnection[Any], schema: str, params: dict[str, Any]
+) -> datetime:
+    """Write (or refresh) a consumer's registry row; when it started."""
+    row = await fetch_one(conn, _sql.query("register_worker", schema), params)
+    assert row is not None  # INSERT ... ON CONFLICT DO UPDATE returns its row
+    return cast(datetime, row[0])
+
+
+async def heartbeat(conn: AsyncConnection[Any], schema: str, member: str, in_flight: int) -> bool:
+    """Refresh a registry row's heartbeat; False if there is no row to refresh."""
+    params = {"id": member, "in_flight": in_flight}
+    return await fetch_one(conn, _sql.query("heartbeat", schema), params) is not None
+
+
+async def unregister_worker(conn: AsyncConnection[Any], schema: str, member: str) -> None:
+    await execute(conn, _sql.query("unregister_worker", schema), {"id": member})
+
+
+# -- cancel, batches ---------------------------------------------------------------------
+
+
+async def lock_command(
+    conn: AsyncConnection[Any], schema: str, domain: str, command_id: Any
+) -> tuple[CommandStatus, str | None] | None:
+    """Lock a command's row for an operator action (in the caller's transaction): its
+    status and reply queue, or None if there is no such command."""
+    params = {"domain": domain, "command_id": command_id}
+    row = await fetch_one(conn, _sql.query("lock_command", schema), params)
+    return None if row is None else (CommandStatus(row[0]), row[1])
+
+
+async def cancel_command(conn: AsyncConnection[Any], schema: str, params: dict[str, Any]) -> None:
+    """Cancel a locked command (or ask its worker to): see ``CommandBus.cancel``."""
+    await execute(conn, _sql.query("cancel_command", schema), params)
+
+
+async def claim_batches(
+    conn: AsyncConnection[Any], schema: str, batch_ids: list[Any], completed_at: list[Any]
+) -> bool:
+    """Claim completed batches' callbacks for this process; whether any was claimed."""
+    params = {"batch_ids": batch_ids, "completed_at": completed_at}
+    return bool(await fetch_all(conn, _sql.query("batch_claim", schema), params))

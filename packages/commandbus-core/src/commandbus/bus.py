@@ -12,10 +12,10 @@ from typing import Any, Self
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import _sql, batches
+from commandbus import _store, batches
 from commandbus._batch_watcher import BatchWatcher
 from commandbus._channels import reply_channel
-from commandbus._db import autocommit_connection, execute, fetch_one
+from commandbus._db import autocommit_connection
 from commandbus._errors import BatchNotFoundError, CommandNotFoundError, InvalidOperationError
 from commandbus._sender import Sender
 from commandbus._store import fetch_audit_events, fetch_commands
@@ -180,16 +180,18 @@ class CommandBus:
             "operator": check_text("operator", operator, optional=True),
         }
         async with self.pool.connection() as conn, conn.transaction():
-            row = await fetch_one(conn, _sql.query("lock_command", self.schema), params)
-            if row is None:
+            locked = await _store.lock_command(
+                conn, self.schema, params["domain"], params["command_id"]
+            )
+            if locked is None:
                 raise CommandNotFoundError(params["domain"], params["command_id"])
-            status, reply_to = CommandStatus(row[0]), row[1]
+            status, reply_to = locked
             if status in _FINISHED:
                 raise InvalidOperationError(
                     f"command {command_id} in domain {domain!r} is {status}: it cannot be canceled"
                 )
             params["channel"] = reply_channel(self.schema, reply_to) if reply_to else ""
-            await execute(conn, _sql.query("cancel_command", self.schema), params)
+            await _store.cancel_command(conn, self.schema, params)
         log.info(
             "command %s in domain %r: %s by %s (%s)",
             command_id,
