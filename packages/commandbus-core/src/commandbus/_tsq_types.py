@@ -83,6 +83,10 @@ class ErrorGroup:
     sample_message: str | None
 
 
+#: Longest cursor token read back (a domain name is at most 128 characters).
+_MAX_TOKEN = 512
+
+
 @dataclass(frozen=True)
 class TroubleshootingCursor:
     """Where a page of :meth:`find` ended: pass it as ``after=`` for the next page.
@@ -102,11 +106,15 @@ class TroubleshootingCursor:
 
     @classmethod
     def from_token(cls, token: str) -> TroubleshootingCursor:
+        # A token it made is ~150 characters; anything far longer is not one (and a
+        # deeply nested JSON array would exhaust the parser's recursion).
+        if not isinstance(token, str) or len(token) > _MAX_TOKEN:
+            raise ValidationError("after", "is not a cursor token from find()")
         try:
             padded = token + "=" * (-len(token) % 4)
             parked_at, domain, command_id = json.loads(base64.urlsafe_b64decode(padded))
             cursor = cls(datetime.fromisoformat(parked_at), domain, uuid.UUID(command_id))
-        except (TypeError, ValueError, binascii.Error, AttributeError):
+        except (TypeError, ValueError, binascii.Error, AttributeError, RecursionError):
             raise ValidationError("after", "is not a cursor token from find()") from None
         if cursor.parked_at.utcoffset() is None or not isinstance(domain, str):
             raise ValidationError("after", "is not a cursor token from find()")

@@ -9,7 +9,6 @@ and a limit of the count shown, so commands parked meanwhile are not swept along
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from commandbus import ValidationError
 from commandbus.troubleshooting import BulkResult, TroubleshootingFilter
 from commandbus_web.app import Console
+from commandbus_web.inputs import parse_count, parse_json_object
 from commandbus_web.pages import FILTER_FIELDS, tsq_filter
 
 __all__ = ["apply", "confirm", "parked_reply"]
@@ -30,6 +30,8 @@ log = logging.getLogger("commandbus.web")
 ACTIONS = {"retry": "Retry", "cancel": "Cancel", "complete": "Complete"}
 #: Commands listed on the confirmation page (the count is always exact).
 SHOWN = 20
+#: The largest confirmed count a form may carry.
+MAX_LIMIT = 100_000_000
 
 
 def _one(form: dict[str, list[str]], name: str) -> str | None:
@@ -161,23 +163,13 @@ async def apply(c: Console, request: Request) -> Response:
         where = tsq_filter({name: _one(form, name) for name in FILTER_FIELDS})
         if where.parked_before is None:
             raise ValidationError("until", "a confirmed selection carries its time")
-    limit_text = _one(form, "limit") or ""
-    if not limit_text.isdigit():
+    if _one(form, "limit") is None:
         raise ValidationError("limit", "the confirmed count is missing")
-    limit = int(limit_text)
+    limit = parse_count("limit", _one(form, "limit"), default=0, maximum=MAX_LIMIT)
     reason = _one(form, "reason")
     if action == "cancel" and reason is None:
         raise ValidationError("reason", "a cancel needs a reason")
-    result = None
-    if action == "complete":
-        text = _one(form, "result")
-        if text is not None:
-            try:
-                result = json.loads(text)
-            except ValueError as exc:
-                raise ValidationError("result", f"is not valid JSON ({exc})") from None
-            if not isinstance(result, dict):
-                raise ValidationError("result", "must be a JSON object")
+    result = parse_json_object("result", _one(form, "result")) if action == "complete" else None
     if limit == 0:
         done = BulkResult(f"OPERATOR_{action.upper()}", False, 0, [])
     else:

@@ -9,7 +9,6 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -238,6 +237,13 @@ def _page(console: Console, handler: Handler) -> Callable[[Request], Awaitable[R
             detail = console.redact(_one_line(exc))
             log.error("%s failed: %s", request.url.path, detail)
             return await _error(console, request, 503, "Database unavailable", detail)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except Exception:
+            # A bug, not the visitor's doing: the traceback goes to the log (redacted), the
+            # visitor gets a plain page that shows nothing of the internals.
+            log.error("%s failed unexpectedly", request.url.path, exc_info=True)
+            return await _error(console, request, 500, "Something went wrong", UNEXPECTED)
 
     return endpoint
 
@@ -248,6 +254,9 @@ async def _error(
     return await console.render(
         request, "error.html", {"heading": heading, "detail": detail}, status=status
     )
+
+
+UNEXPECTED = "The console failed to show this page; the details are in its log."
 
 
 def _one_line(exc: BaseException) -> str:
@@ -348,14 +357,3 @@ def create_app(
     )
     app.state.console = console
     return app
-
-
-def parse_time(field: str, text: str | None) -> datetime | None:
-    """A form's date-time (``datetime-local`` or ISO 8601); without a zone it is UTC."""
-    if text is None or not text.strip():
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationError(field, f"{text!r} is not a date and time") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -18,8 +17,9 @@ from commandbus import (
     list_workers,
 )
 from commandbus.troubleshooting import TroubleshootingCursor, TroubleshootingFilter
-from commandbus_web.app import Console, NotFound, parse_time
+from commandbus_web.app import Console, NotFound
 from commandbus_web.charts import minute_series, sparkline_svg
+from commandbus_web.inputs import parse_count, parse_time, parse_uuid
 
 __all__ = [
     "batch",
@@ -37,20 +37,13 @@ __all__ = [
 ]
 
 PAGE = 50
+#: The deepest page of parked replies (they are few; the core allows this much).
+MAX_OFFSET = 1_000_000
 
 
 def _arg(request: Request, name: str) -> str | None:
     value = request.query_params.get(name, "").strip()
     return value or None
-
-
-def _uuid(field: str, text: str | None) -> uuid.UUID | None:
-    if text is None:
-        return None
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ValidationError(field, f"{text!r} is not a UUID") from None
 
 
 # -- overview ------------------------------------------------------------------------
@@ -174,8 +167,8 @@ async def commands(c: Console, request: Request) -> Response:
     page = await console.find_commands(
         await c.pool(),
         schema=c.schema,
-        command_id=_uuid("id", values["id"]),
-        correlation_id=_uuid("correlation_id", values["correlation_id"]),
+        command_id=parse_uuid("id", values["id"]),
+        correlation_id=parse_uuid("correlation_id", values["correlation_id"]),
         domain=values["domain"],
         command_type=values["type"],
         status=status,
@@ -198,7 +191,7 @@ async def commands(c: Console, request: Request) -> Response:
 
 async def command(c: Console, request: Request) -> Response:
     domain = request.path_params["domain"]
-    command_id = _uuid("command_id", request.path_params["command_id"])
+    command_id = parse_uuid("command_id", request.path_params["command_id"])
     assert command_id is not None
     pool = await c.pool()
     detail = await console.command_detail(pool, domain, command_id, schema=c.schema)
@@ -230,7 +223,7 @@ async def batches(c: Console, request: Request) -> Response:
 
 async def batch(c: Console, request: Request) -> Response:
     domain = request.path_params["domain"]
-    batch_id = _uuid("batch_id", request.path_params["batch_id"])
+    batch_id = parse_uuid("batch_id", request.path_params["batch_id"])
     assert batch_id is not None
     bus = await c.bus()
     info = await bus.get_batch(domain, batch_id)
@@ -277,7 +270,7 @@ async def processes(c: Console, request: Request) -> Response:
 
 
 async def process(c: Console, request: Request) -> Response:
-    process_id = _uuid("process_id", request.path_params["process_id"])
+    process_id = parse_uuid("process_id", request.path_params["process_id"])
     assert process_id is not None
     repo = await c.processes()
     info = await repo.get(process_id)
@@ -297,10 +290,7 @@ async def workers(c: Console, request: Request) -> Response:
 
 async def parked_replies(c: Console, request: Request) -> Response:
     queue = _arg(request, "queue")
-    offset_text = _arg(request, "offset") or "0"
-    if not offset_text.isdigit():
-        raise ValidationError("offset", f"{offset_text!r} is not a number")
-    offset = int(offset_text)
+    offset = parse_count("offset", _arg(request, "offset"), default=0, maximum=MAX_OFFSET)
     repo = await c.processes()
     found = await repo.list_parked_replies(queue=queue, limit=PAGE + 1, offset=offset)
     return await c.render(

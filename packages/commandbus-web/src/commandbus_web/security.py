@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from typing import Any
@@ -22,6 +23,8 @@ __all__ = [
     "read_form",
     "redact",
 ]
+
+log = logging.getLogger("commandbus.web")
 
 CSRF_COOKIE = "commandbus_csrf"
 CSRF_FIELD = "csrf_token"
@@ -56,9 +59,12 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         static = "/static/" in scope.get("path", "")
+        started = False
 
         async def with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in _HEADERS:
                     headers[name.decode()] = value.decode()
@@ -66,7 +72,37 @@ class SecurityHeadersMiddleware:
                     headers["cache-control"] = "no-store"
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception:
+            # What the pages did not turn into a page themselves: still a plain page with
+            # the headers, never the server's default (which has none).
+            log.error("%s failed unexpectedly", scope.get("path"), exc_info=True)
+            if started:
+                raise
+            await _plain_error(with_headers)
+
+
+async def _plain_error(send: Send) -> None:
+    body = PLAIN_ERROR.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+PLAIN_ERROR = (
+    "<!doctype html><html lang=en><head><meta charset=utf-8><title>Error</title></head>"
+    "<body><h1>Something went wrong</h1><p>The console failed to answer; the details are "
+    "in its log.</p></body></html>"
+)
 
 
 class CsrfError(Exception):
