@@ -15,10 +15,12 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
-from commandbus_web import BasicAuth, create_app, hash_password
+from commandbus_web import BasicAuth, Role, create_app, hash_password
 
 OPERATOR = "alice"
-PASSWORD = "s3cret-Pa55"
+PASSWORD = "s3cret-Pa55word"
+VIEWER = "victor"
+VIEWER_PASSWORD = "look-but-do-not-touch"
 SECRET = b"test-secret"
 
 
@@ -32,9 +34,19 @@ def password_hash() -> str:
     return hash_password(PASSWORD, iterations=1000)
 
 
+@pytest.fixture(scope="session")
+def viewer_hash() -> str:
+    return hash_password(VIEWER_PASSWORD, iterations=1000)
+
+
+def accounts(password_hash: str, viewer_hash: str) -> BasicAuth:
+    """An operator (alice) and a viewer (victor)."""
+    return BasicAuth(OPERATOR, password_hash).add(VIEWER, viewer_hash, role=Role.VIEWER)
+
+
 @pytest.fixture
-def app(pool: AsyncConnectionPool, schema: str, password_hash: str) -> Starlette:
-    return create_app(pool, schema=schema, auth=BasicAuth(OPERATOR, password_hash), secret=SECRET)
+def app(pool: AsyncConnectionPool, schema: str, password_hash: str, viewer_hash: str) -> Starlette:
+    return create_app(pool, schema=schema, auth=accounts(password_hash, viewer_hash), secret=SECRET)
 
 
 @pytest.fixture
@@ -42,6 +54,18 @@ async def anon(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """A visitor who has not signed in."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as c:
+        yield c
+
+
+@pytest.fixture
+async def viewer(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A viewer, signed in with HTTP Basic: reads everything, acts on nothing."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://console.test",
+        headers=basic(VIEWER, VIEWER_PASSWORD),
+    ) as c:
         yield c
 
 

@@ -46,7 +46,10 @@ def test_dsn_app_under_testclient_with_lifespan(database_url: str, migrated: str
 
 def test_mounted_under_a_prefix(database_url: str, migrated: str) -> None:
     console = create_app(
-        database_url, schema=migrated, auth=TrustedHeaderAuth("X-User"), secret="k"
+        database_url,
+        schema=migrated,
+        auth=TrustedHeaderAuth("X-User", trust_any_client=True),  # TestClient's peer
+        secret="k",
     )
     host = Starlette(routes=[Mount("/ops/console", app=console)])
     with TestClient(host, headers={"X-User": "erin"}) as client:

@@ -41,11 +41,21 @@ def test_hash_password_reads_stdin(
 
     from commandbus_web import BasicAuth
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO("pa55word\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long-enough-pa55word\n"))
     assert main(["web", "--hash-password"]) == 0
     hashed = capsys.readouterr().out.strip()
     assert hashed.startswith("pbkdf2_sha256$") and "pa55word" not in hashed
     BasicAuth("ops", hashed)  # accepted as a hash
+
+
+def test_hash_password_refuses_a_short_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("pa55word\n"))
+    assert main(["web", "--hash-password"]) == 2
+    assert "at least 12 characters" in capsys.readouterr().err
 
 
 def _free_port() -> int:
@@ -67,7 +77,7 @@ def test_serves_the_console_without_showing_the_password(database_url: str, sche
     info.update(user=role, password=password)
     dsn = make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
     port = _free_port()
-    env = {**os.environ, "COMMANDBUS_WEB_USER": ""}
+    env = {**os.environ, "COMMANDBUS_WEB_USER": "", "COMMANDBUS_WEB_USERNAME": "ops"}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -107,7 +117,11 @@ def test_serves_the_console_without_showing_the_password(database_url: str, sche
             conn.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM {role}')
             conn.execute(f'REVOKE ALL ON SCHEMA "{schema}" FROM {role}')
             conn.execute(f"DROP ROLE {role}")
-    assert f"commandbus console on http://127.0.0.1:{port}/ (read-only)" in output
+    assert f"commandbus console on http://127.0.0.1:{port}/" in output
+    assert "mode: read-only, no sign-in" in output
+    # A misspelt variable is not ignored in silence.
+    assert "COMMANDBUS_WEB_USERNAME is not one the console reads" in output
+    assert "did you mean COMMANDBUS_WEB_USER?" in output
     assert password not in output
 
 
@@ -119,6 +133,17 @@ def test_incomplete_auth_settings_are_one_line_errors(
     monkeypatch.delenv("COMMANDBUS_WEB_PASSWORD_HASH", raising=False)
     assert main(["web", "--dsn", "postgresql://x@localhost/x"]) == 2
     assert "COMMANDBUS_WEB_PASSWORD_HASH" in capsys.readouterr().err
+    monkeypatch.setenv("COMMANDBUS_WEB_PASSWORD", "short")
+    assert main(["web", "--dsn", "postgresql://x@localhost/x"]) == 2
+    assert "COMMANDBUS_WEB_PASSWORD: the password must have at least 12" in capsys.readouterr().err
     monkeypatch.delenv("COMMANDBUS_WEB_USER")
-    assert main(["web", "--dsn", "postgresql://x@localhost/x", "--trusted-proxy", "10.0.0.1"]) == 2
-    assert "--trusted-proxy needs --auth-header" in capsys.readouterr().err
+    # A trusted header without the proxy's address would let any client name itself.
+    assert main(["web", "--dsn", "postgresql://x@localhost/x", "--auth-header", "X-User"]) == 2
+    assert "needs the proxy's address" in capsys.readouterr().err
+    assert main(["web", "--dsn", "postgresql://x@localhost/x", "--operator", "ann"]) == 2
+    assert "go with --auth-header" in capsys.readouterr().err
+    assert main(["web", "--dsn", "postgresql://x@localhost/x", "--anonymous-read"]) == 2
+    assert "--anonymous-read goes with a sign-in" in capsys.readouterr().err
+    bad_proxy = ["--auth-header", "X-User", "--trusted-proxy", "proxy.local"]
+    assert main(["web", "--dsn", "postgresql://x@localhost/x", *bad_proxy]) == 2
+    assert "not an IP address or network" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from web.helpers import csrf, park, send
 
 
 async def test_every_page_renders(
-    anon: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
+    viewer: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
 ) -> None:
     ids = await send(bus, 3)
     await park(pool, schema, ids[:2])
@@ -29,7 +29,7 @@ async def test_every_page_renders(
         "/workers",
         "/replies",
     ):
-        response = await anon.get(path)
+        response = await viewer.get(path)
         assert response.status_code == 200, (path, response.text[-2000:])
 
 
@@ -100,8 +100,9 @@ async def test_batch_process_and_parked_reply_pages(
 
 
 async def test_command_search_filters_and_bad_input(
-    anon: httpx.AsyncClient, bus: CommandBus
+    viewer: httpx.AsyncClient, bus: CommandBus
 ) -> None:
+    anon = viewer
     ids = await send(bus, 3, command_type="Charge")
     other = await send(bus, 1, domain="billing", command_type="Invoice")
     page = await anon.get("/commands", params={"type": "Invoice"})

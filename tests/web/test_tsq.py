@@ -31,9 +31,10 @@ def _confirm_form(page: httpx.Response, **fields: str | list[str]) -> dict[str, 
 
 
 async def test_filters_and_groups_by_error(
-    anon: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
+    viewer: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
 ) -> None:
     seeded = await _seed(bus, pool, schema)
+    anon = viewer
     page = await anon.get("/tsq")
     assert page.status_code == 200
     for code in ("DECLINED", "TIMEOUT", "NO_ADDRESS"):
@@ -49,9 +50,10 @@ async def test_filters_and_groups_by_error(
 
     page = await anon.get("/tsq", params={"type": "Invoice"})
     assert "2 matching" in page.text
-    # Anonymous visitors see the queue but get no action buttons.
+    # Viewers see the queue but get no action buttons.
     assert 'value="retry"' not in page.text
     assert "Read-only" in page.text
+    assert 'id="role">(viewer)' in page.text
 
 
 async def test_select_all_matching_retries_with_reason_and_operator(
@@ -143,8 +145,9 @@ async def test_complete_with_a_result(
 
 
 async def test_paging_through_the_queue_by_cursor(
-    anon: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
+    viewer: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
 ) -> None:
+    anon = viewer
     ids = await send(bus, 60)
     await park(pool, schema, ids)
     first = await anon.get("/tsq")

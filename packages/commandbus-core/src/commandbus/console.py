@@ -10,7 +10,9 @@ Cursors are opaque strings: pass ``page.next_cursor`` back as ``after`` for the 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +24,14 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import _sql
 from commandbus._db import autocommit_connection, tuple_cursor
 from commandbus._errors import ValidationError
-from commandbus._store import ROW_TYPES
+from commandbus._store import ROW_TYPES, fetch_parked_items, parked_match
+from commandbus._tsq_filter import cursor_params, filter_params
+from commandbus._tsq_types import (
+    ErrorGroup,
+    TroubleshootingCursor,
+    TroubleshootingFilter,
+    TroubleshootingPage,
+)
 from commandbus._validation import (
     check_datetime,
     check_name,
@@ -32,6 +41,7 @@ from commandbus._validation import (
     require_uuid,
 )
 from commandbus.batches import _batch_info
+from commandbus.domains import PausedDomain
 from commandbus.models import BatchInfo, CommandMetadata
 from commandbus.process.models import ProcessInfo, ProcessStatus
 from commandbus.process.repository import _process
@@ -42,16 +52,19 @@ __all__ = [
     "CommandDetail",
     "CommandPage",
     "DomainStats",
+    "ErrorGroups",
     "Overview",
     "ProcessPage",
     "SearchTooBroadError",
     "ThroughputPoint",
     "command_detail",
+    "error_groups",
     "find_commands",
     "list_batches",
     "list_domains",
     "list_processes",
     "overview",
+    "parked_page",
 ]
 
 #: Counts stop here: a count above it means "more than COUNT_CAP".
@@ -64,16 +77,19 @@ _MAX_PAGE = 500
 
 
 _TIMEOUT = b"SELECT set_config('statement_timeout', %s, true)"
+_TSQ_HINT = "a domain, or a parked since/until range"
 
 
 class SearchTooBroadError(ValidationError):
     """A command search ran past its time budget: narrow it (time range, id, domain)."""
 
-    def __init__(self, timeout_ms: int) -> None:
+    def __init__(
+        self,
+        timeout_ms: int,
+        hint: str = "a time range (sent after/before), a command or correlation id",
+    ) -> None:
         super().__init__(
-            "search",
-            f"no page found within {timeout_ms} ms: narrow the search with a time range "
-            "(sent after/before), a command or correlation id",
+            "search", f"no page found within {timeout_ms} ms: narrow the search with {hint}"
         )
 
 
@@ -107,6 +123,8 @@ class Overview:
     now: datetime
     minutes: int
     cap: int
+    #: The paused domains (who paused them, why, since when), by name.
+    paused: dict[str, PausedDomain] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +144,18 @@ class BatchPage:
 class ProcessPage:
     items: list[ProcessInfo]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroups:
+    """The troubleshooting queue's error groups, read from the newest parked commands."""
+
+    groups: list[ErrorGroup]
+    #: Commands the groups count (their sum).
+    counted: int
+    #: True: every matching command is counted. False: the scan stopped at its bound,
+    #: so each count (and the total) is a lower bound ("at least").
+    complete: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +191,9 @@ async def overview(
     cap = _positive("cap", cap)
     minutes = _positive("minutes", minutes)
     async with autocommit_connection(pool) as conn:
-        domains = await _domains(conn, schema)
+        paused = [PausedDomain(*row) for row in await _rows(conn, "domain_list_paused", schema, {})]
+        # A paused domain is listed even when nothing waits in it: it can be resumed.
+        domains = sorted({*await _domains(conn, schema), *(p.domain for p in paused)})
         stats = await _rows(conn, "console_domain_stats", schema, {"domains": domains, "cap": cap})
         series = await _rows(
             conn,
@@ -176,6 +208,7 @@ async def overview(
         now=now_rows[0][0],
         minutes=minutes,
         cap=cap,
+        paused={p.domain: p for p in paused},
     )
 
 
@@ -212,14 +245,10 @@ async def find_commands(
         **_cursor(after),
     }
     schema = check_schema(schema)
-    async with pool.connection() as conn, conn.transaction():
-        # A filter no index serves (a rare type in no given time range) reads the created_at
-        # index to its end: bounded here, and the caller is told to narrow the search.
-        await conn.execute(_TIMEOUT, [f"{int(_positive('timeout_ms', timeout_ms))}ms"])
-        try:
-            rows = await _commands(conn, "console_find_commands", schema, params)
-        except QueryCanceled:
-            raise SearchTooBroadError(timeout_ms) from None
+    # A filter no index serves (a rare type in no given time range) reads the created_at
+    # index to its end: bounded here, and the caller is told to narrow the search.
+    async with _bounded(pool, timeout_ms) as conn:
+        rows = await _commands(conn, "console_find_commands", schema, params)
     items, more = rows[:limit], len(rows) > limit
     last = items[-1] if more else None
     return CommandPage(items, None if last is None else _encode(last.created_at, last.command_id))
@@ -296,7 +325,78 @@ async def list_processes(
     return ProcessPage(items, None if last is None else _encode(last.created_at, last.process_id))
 
 
+async def error_groups(
+    pool: AsyncConnectionPool,
+    where: TroubleshootingFilter | None = None,
+    *,
+    schema: str = "commandbus",
+    scan: int = COUNT_CAP,
+    timeout_ms: int = 2000,
+) -> ErrorGroups:
+    """:meth:`TroubleshootingQueue.summary` with bounded work: the groups of the newest
+    ``scan`` parked commands matching ``where``. With a million parked, it reads ``scan``
+    of them, not the million; ``complete`` says whether that was all.
+
+    A filter that finds too few matches among many parked commands within ``timeout_ms``
+    (a rare error code, no domain or time range) raises :class:`SearchTooBroadError`.
+    """
+    scan = _positive("scan", scan)
+    params = {**filter_params(where, required=False), "scan": scan}
+    schema = check_schema(schema)
+    query = _sql.query("console_error_groups", schema, match=parked_match(schema))
+    async with (
+        _bounded(pool, timeout_ms, _TSQ_HINT) as conn,
+        AsyncCursor(conn, row_factory=kwargs_row(ErrorGroup)) as cur,
+    ):
+        await cur.execute(query, params, prepare=False)
+        groups = await cur.fetchall()
+    counted = sum(g.count for g in groups)
+    return ErrorGroups(groups, counted, counted < scan)
+
+
+async def parked_page(
+    pool: AsyncConnectionPool,
+    where: TroubleshootingFilter | None = None,
+    *,
+    schema: str = "commandbus",
+    limit: int = 50,
+    after: TroubleshootingCursor | None = None,
+    timeout_ms: int = 2000,
+) -> TroubleshootingPage:
+    """:meth:`TroubleshootingQueue.find` within ``timeout_ms`` (else
+    :class:`SearchTooBroadError`): a filter that matches few of many parked commands
+    would otherwise read them all to fill a page."""
+    limit = _page_size(limit)
+    params = {**filter_params(where, required=False), **cursor_params(after), "limit": limit + 1}
+    schema = check_schema(schema)
+    async with _bounded(pool, timeout_ms, _TSQ_HINT) as conn:
+        items = await fetch_parked_items(conn, schema, params)
+    if len(items) <= limit:
+        return TroubleshootingPage(items, None)
+    last = items[limit - 1]
+    return TroubleshootingPage(
+        items[:limit], TroubleshootingCursor(last.updated_at, last.domain, last.command_id)
+    )
+
+
 # -- helpers -------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _bounded(
+    pool: AsyncConnectionPool, timeout_ms: object, hint: str | None = None
+) -> AsyncIterator[AsyncConnection[Any]]:
+    """A connection in a transaction whose statements stop after ``timeout_ms``
+    (:class:`SearchTooBroadError`, with ``hint`` saying how to narrow the search)."""
+    budget = _positive("timeout_ms", timeout_ms)
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(_TIMEOUT, [f"{budget}ms"])
+        try:
+            yield conn
+        except QueryCanceled:
+            if hint is None:
+                raise SearchTooBroadError(budget) from None
+            raise SearchTooBroadError(budget, hint) from None
 
 
 async def _domains(conn: AsyncConnection[Any], schema: str) -> list[str]:

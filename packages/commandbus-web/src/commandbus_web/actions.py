@@ -1,10 +1,17 @@
-"""State-changing requests: POST only, CSRF-checked, by an authenticated operator only.
+"""State-changing requests: POST only, CSRF-checked, by a signed-in user allowed to act.
 
 A troubleshooting action takes two steps. ``/tsq/confirm`` runs the action as a dry run
 and shows how many commands it would touch; ``/tsq/apply`` acts, with the operator's
 identity and reason in each command's audit event. The confirmation freezes the set:
 "select all matching" is applied with ``parked_before`` set to the time of the dry run
-and a limit of the count shown, so commands parked meanwhile are not swept along.
+and a limit of the count shown, so commands parked meanwhile are not swept along. The
+dry run counts at most :data:`PREVIEW_CAP` commands (bounded work per request): above
+that the confirmation says "more than", and the action takes every match parked before
+the dry run.
+
+Pausing or resuming a domain and cancelling a command take a reason; every action is
+logged (logger ``commandbus.web``) with the operator, and recorded by the core: the
+audit trail of each command, the paused domain's operator and reason.
 """
 
 from __future__ import annotations
@@ -17,21 +24,43 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from commandbus import ValidationError
+from commandbus import ValidationError, list_paused
+from commandbus import pause_domain as core_pause
+from commandbus import resume_domain as core_resume
+from commandbus._validation import check_name
 from commandbus.troubleshooting import BulkResult, TroubleshootingFilter
-from commandbus_web.app import Console
+from commandbus_web.access import Action, User
+from commandbus_web.console import Console
 from commandbus_web.inputs import parse_count, parse_json_object
 from commandbus_web.pages import FILTER_FIELDS, tsq_filter
 
-__all__ = ["apply", "confirm", "parked_reply"]
+__all__ = [
+    "apply",
+    "cancel_command",
+    "confirm",
+    "parked_reply",
+    "pause_domain",
+    "pause_form",
+    "resume_domain",
+]
 
 log = logging.getLogger("commandbus.web")
 
 ACTIONS = {"retry": "Retry", "cancel": "Cancel", "complete": "Complete"}
-#: Commands listed on the confirmation page (the count is always exact).
+#: Commands listed on the confirmation page.
 SHOWN = 20
+#: The dry run of a confirmation counts at most this many commands.
+PREVIEW_CAP = 10_000
 #: The largest confirmed count a form may carry.
 MAX_LIMIT = 100_000_000
+#: The confirmed count of a selection larger than the dry run counted.
+EVERY = "all"
+
+
+async def _acting(c: Console, request: Request) -> tuple[User, dict[str, list[str]]]:
+    """The signed-in user and their CSRF-checked form."""
+    user = await c.signed_in(request)
+    return user, await c.checked_form(request, user)
 
 
 def _one(form: dict[str, list[str]], name: str) -> str | None:
@@ -98,16 +127,33 @@ async def _run(
 
 
 async def confirm(c: Console, request: Request) -> Response:
-    operator = await c.require_operator(request)
-    form = await c.checked_form(request)
+    user, form = await _acting(c, request)
     action = _action(form)
+    await c.require(user, Action(action))
     where, everything = _selection(form)
+    if everything and where.is_empty:
+        # As `commandbus tsq` does: "everything parked in every domain" is never a slip.
+        raise ValidationError(
+            "all",
+            "filter the queue first (a domain, type, error or time): all matching "
+            "no filter would take every parked command of every domain",
+        )
     as_of = datetime.now(UTC)
     if everything and (where.parked_before is None or where.parked_before > as_of):
         where = TroubleshootingFilter(**{**_fields(where), "parked_before": as_of})
-    preview = await _run(
-        c, action, where, operator=operator, reason=None, result=None, limit=None, dry_run=True
+    preview = await c.load.heavy(
+        lambda: _run(
+            c,
+            action,
+            where,
+            operator=user.name,
+            reason=None,
+            result=None,
+            limit=PREVIEW_CAP + 1,
+            dry_run=True,
+        )
     )
+    more = preview.count > PREVIEW_CAP
     hidden: list[tuple[str, str]] = [("action", action)]
     for name, value in _fields(where).items():
         if name == "command_ids":
@@ -115,7 +161,7 @@ async def confirm(c: Console, request: Request) -> Response:
         elif value is not None:
             form_name = _FORM_NAMES[name]
             hidden.append((form_name, value.isoformat() if isinstance(value, datetime) else value))
-    hidden.append(("limit", str(preview.count)))
+    hidden.append(("limit", EVERY if more else str(preview.count)))
     return await c.render(
         request,
         "confirm.html",
@@ -123,6 +169,9 @@ async def confirm(c: Console, request: Request) -> Response:
             "action": action,
             "label": ACTIONS[action],
             "preview": preview,
+            "count": min(preview.count, PREVIEW_CAP),
+            "more": more,
+            "as_of": where.parked_before if everything else None,
             "shown": preview.commands[:SHOWN],
             "hidden": hidden,
             "back": {k: v for k, v in ((n, _one(form, n)) for n in FILTER_FIELDS) if v},
@@ -153,9 +202,9 @@ def _fields(where: TroubleshootingFilter) -> dict[str, Any]:
 
 
 async def apply(c: Console, request: Request) -> Response:
-    operator = await c.require_operator(request)
-    form = await c.checked_form(request)
+    user, form = await _acting(c, request)
     action = _action(form)
+    await c.require(user, Action(action))
     ids = _ids(form)
     if ids:
         where = TroubleshootingFilter(command_ids=ids)
@@ -163,9 +212,14 @@ async def apply(c: Console, request: Request) -> Response:
         where = tsq_filter({name: _one(form, name) for name in FILTER_FIELDS})
         if where.parked_before is None:
             raise ValidationError("until", "a confirmed selection carries its time")
-    if _one(form, "limit") is None:
+    confirmed = _one(form, "limit")
+    if confirmed is None:
         raise ValidationError("limit", "the confirmed count is missing")
-    limit = parse_count("limit", _one(form, "limit"), default=0, maximum=MAX_LIMIT)
+    limit = (
+        None
+        if confirmed == EVERY
+        else parse_count("limit", confirmed, default=0, maximum=MAX_LIMIT)
+    )
     reason = _one(form, "reason")
     if action == "cancel" and reason is None:
         raise ValidationError("reason", "a cancel needs a reason")
@@ -173,17 +227,26 @@ async def apply(c: Console, request: Request) -> Response:
     if limit == 0:
         done = BulkResult(f"OPERATOR_{action.upper()}", False, 0, [])
     else:
-        done = await _run(
-            c,
-            action,
-            where,
-            operator=operator,
-            reason=reason,
-            result=result,
-            limit=limit,
-            dry_run=False,
-        )
-    log.info("console: %s by %s on %d commands", done.action, operator, done.count)
+        try:
+            done = await _run(
+                c,
+                action,
+                where,
+                operator=user.name,
+                reason=reason,
+                result=result,
+                limit=limit,
+                dry_run=False,
+            )
+        finally:
+            c.load.forget()
+    log.info(
+        "console: %s by %s on %d commands%s",
+        done.action,
+        user.name,
+        done.count,
+        f" ({reason})" if reason else "",
+    )
     return await c.render(
         request,
         "applied.html",
@@ -197,34 +260,96 @@ async def apply(c: Console, request: Request) -> Response:
 
 
 async def parked_reply(c: Console, request: Request) -> Response:
-    operator = await c.require_operator(request)
-    await c.checked_form(request)
+    user, _form = await _acting(c, request)
     parked_id = request.path_params["parked_id"]
     verb = request.path_params["verb"]
     repo = await c.processes()
     if verb == "retry":
+        await c.require(user, Action.RETRY_REPLY)
         await repo.retry_parked_reply(parked_id)
     elif verb == "discard":
+        await c.require(user, Action.DISCARD_REPLY)
         await repo.discard_parked_reply(parked_id)
     else:
-        raise ValidationError("action", f"{verb!r} is not retry or discard")
-    log.info("console: parked reply %s %s by %s", parked_id, verb, operator)
+        raise ValidationError("action", f"{verb[:40]!r} is not retry or discard")
+    c.load.forget()
+    log.info("console: parked reply %s %s by %s", parked_id, verb, user.name)
     return RedirectResponse(request.url_for("replies").path + f"?done={verb}", status_code=303)
 
 
 async def cancel_command(c: Console, request: Request) -> Response:
-    """Cancel a pending command, or ask a running one's worker to (CommandBus.cancel)."""
-    operator = await c.require_operator(request)
-    form = await c.checked_form(request)
-    domain = request.path_params["domain"]
+    """Cancel a pending command, or ask a running one's worker to (CommandBus.cancel):
+    recorded as OPERATOR_CANCEL with the operator and the reason."""
+    user, form = await _acting(c, request)
+    await c.require(user, Action.CANCEL_COMMAND)
+    domain = check_name("domain", request.path_params["domain"])
     try:
         command_id = uuid.UUID(request.path_params["command_id"])
     except ValueError:
         raise ValidationError("command_id", "is not a UUID") from None
     reason = _one(form, "reason")
-    status = await (await c.bus()).cancel(
-        domain, command_id, reason=reason or "", operator=operator
+    if reason is None:
+        raise ValidationError("reason", "a cancel needs a reason (it goes to the audit trail)")
+    status = await (await c.bus()).cancel(domain, command_id, reason=reason, operator=user.name)
+    c.load.forget()
+    log.info(
+        "console: command %s in %r canceled by %s (%s): %s",
+        command_id,
+        domain,
+        user.name,
+        status,
+        reason,
     )
-    log.info("console: command %s in %r canceled by %s (%s)", command_id, domain, operator, status)
     target = request.url_for("command", domain=domain, command_id=str(command_id)).path
     return RedirectResponse(f"{target}?cancel={status.value}", status_code=303)
+
+
+async def pause_form(c: Console, request: Request) -> Response:
+    """The page asking for the reason of a pause or resume (GET: changes nothing)."""
+    user = await c.signed_in(request)
+    domain = check_name("domain", request.path_params["domain"])
+    verb = request.path_params["verb"]
+    if verb not in ("pause", "resume"):
+        raise ValidationError("action", f"{verb[:40]!r} is not pause or resume")
+    await c.require(user, Action.PAUSE_DOMAIN if verb == "pause" else Action.RESUME_DOMAIN)
+    paused = {p.domain: p for p in await list_paused(await c.pool(), schema=c.schema)}
+    return await c.render(
+        request, "pause.html", {"domain": domain, "verb": verb, "paused": paused.get(domain)}
+    )
+
+
+async def pause_domain(c: Console, request: Request) -> Response:
+    """Stop the domain's workers from starting commands (``commandbus.pause_domain``):
+    the operator and reason are kept with the pause and logged."""
+    user, form = await _acting(c, request)
+    await c.require(user, Action.PAUSE_DOMAIN)
+    domain = check_name("domain", request.path_params["domain"])
+    reason = _one(form, "reason")
+    if reason is None:
+        raise ValidationError("reason", "a pause needs a reason (shown to every operator)")
+    await core_pause(await c.pool(), domain, operator=user.name, reason=reason, schema=c.schema)
+    c.load.forget()
+    log.info("console: domain %s paused by %s: %s", domain, user.name, reason)
+    return RedirectResponse(request.url_for("overview").path + f"?paused={domain}", status_code=303)
+
+
+async def resume_domain(c: Console, request: Request) -> Response:
+    """Let the domain's workers start commands again (``commandbus.resume_domain``)."""
+    user, form = await _acting(c, request)
+    await c.require(user, Action.RESUME_DOMAIN)
+    domain = check_name("domain", request.path_params["domain"])
+    reason = _one(form, "reason")
+    if reason is None:
+        raise ValidationError("reason", "a resume needs a reason (it goes to the log)")
+    resumed = await core_resume(await c.pool(), domain, operator=user.name, schema=c.schema)
+    c.load.forget()
+    log.info(
+        "console: domain %s %s by %s: %s",
+        domain,
+        "resumed" if resumed else "was not paused; resume asked",
+        user.name,
+        reason,
+    )
+    return RedirectResponse(
+        request.url_for("overview").path + f"?resumed={domain}", status_code=303
+    )

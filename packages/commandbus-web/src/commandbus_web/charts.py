@@ -48,14 +48,14 @@ def sparkline_svg(
         )
         lines.append(
             f'<polyline class="{html.escape(css_class)}" points="{coords}">'
-            f"<title>{html.escape(label)}: {', '.join(str(v) for v in values)}</title>"
+            f"<title>{html.escape(label)}: {', '.join(format(v, ',') for v in values)}</title>"
             "</polyline>"
         )
     label = html.escape(title)
     return (
         f'<svg class="sparkline" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" aria-label="{label}">'
-        f"<title>{label} (max {peak}/min)</title>"
+        f"<title>{label} (max {peak:,}/min)</title>"
         f'<line class="axis" x1="{pad}" y1="{height - pad}" x2="{width - pad}" '
         f'y2="{height - pad}"></line>' + "".join(lines) + "</svg>"
     )

@@ -22,6 +22,13 @@ def count(value: int | None, cap: int = COUNT_CAP) -> str:
     return f"{value:,}"
 
 
+def num(value: int | float | None) -> str:
+    """``12,345``: every number on a page has its thousands separated the same way."""
+    if value is None:
+        return "-"
+    return f"{value:,}"
+
+
 def age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -49,6 +56,7 @@ def pretty(value: Any) -> str:
 
 def install(env: Environment) -> None:
     env.filters["count"] = count
+    env.filters["num"] = num
     env.filters["age"] = age
     env.filters["when"] = when
     env.filters["pretty"] = pretty

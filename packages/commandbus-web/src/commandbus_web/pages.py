@@ -17,8 +17,8 @@ from commandbus import (
     list_workers,
 )
 from commandbus.troubleshooting import TroubleshootingCursor, TroubleshootingFilter
-from commandbus_web.app import Console, NotFound
 from commandbus_web.charts import minute_series, sparkline_svg
+from commandbus_web.console import Console, NotFound
 from commandbus_web.inputs import parse_count, parse_time, parse_uuid
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 PAGE = 50
+#: The error groups count at most this many of the newest matching parked commands.
+GROUP_SCAN = 10_000
 #: The deepest page of parked replies (they are few; the core allows this much).
 MAX_OFFSET = 1_000_000
 
@@ -51,8 +53,15 @@ def _arg(request: Request, name: str) -> str | None:
 
 async def _overview_context(c: Console) -> dict[str, Any]:
     pool = await c.pool()
-    ov = await console.overview(pool, schema=c.schema)
-    registry = await list_workers(pool, schema=c.schema)
+
+    async def read() -> tuple[console.Overview, list[Any]]:
+        return (
+            await console.overview(pool, schema=c.schema),
+            await list_workers(pool, schema=c.schema),
+        )
+
+    # Every open overview refreshes itself every few seconds: one read serves them all.
+    ov, registry = await c.load.cached(("overview",), read)
     live: dict[str, int] = defaultdict(int)
     for w in registry:
         if w.kind == "worker" and not w.stale:
@@ -90,6 +99,7 @@ async def _overview_context(c: Console) -> dict[str, Any]:
                 "completed_total": sum(v for _, v in points["completed"]),
                 "failed_total": sum(v for _, v in points["failed"]),
                 "workers": live.get(s.domain, 0),
+                "paused": ov.paused.get(s.domain),
             }
         )
     total_chart, total_done, total_failed = chart(total, "all domains: finished per minute")
@@ -134,10 +144,17 @@ async def troubleshooting(c: Console, request: Request) -> Response:
     where = tsq_filter(values)
     after = _arg(request, "after")
     cursor = None if after is None else TroubleshootingCursor.from_token(after)
-    tsq = await c.tsq()
-    page = await tsq.find(where, limit=PAGE, after=cursor)
-    # The groups (and the count they add up to) read every match: on the first page only.
-    groups = await tsq.summary(where) if cursor is None else []
+    pool = await c.pool()
+    page = await c.load.heavy(
+        lambda: console.parked_page(pool, where, schema=c.schema, limit=PAGE, after=cursor)
+    )
+    groups = None
+    if cursor is None:  # the groups (and the count they add up to) on the first page only
+
+        async def read() -> console.ErrorGroups:
+            return await console.error_groups(pool, where, schema=c.schema, scan=GROUP_SCAN)
+
+        groups = await c.load.cached(("groups", where), read)
     return await c.render(
         request,
         "tsq.html",
@@ -146,9 +163,11 @@ async def troubleshooting(c: Console, request: Request) -> Response:
             "filtered": {k: v for k, v in values.items() if v},
             "page": page,
             "next_token": None if page.next is None else page.next.token,
-            "groups": groups[:100],
-            "more_groups": len(groups) > 100,
-            "matching": sum(g.count for g in groups),
+            "groups": [] if groups is None else groups.groups[:100],
+            "more_groups": groups is not None and len(groups.groups) > 100,
+            "matching": None if groups is None else groups.counted,
+            "complete": groups is None or groups.complete,
+            "scan": GROUP_SCAN,
             "first_page": after is None,
         },
     )
@@ -164,18 +183,21 @@ async def commands(c: Console, request: Request) -> Response:
     status = values["status"]
     if status is not None and status not in CommandStatus.__members__:
         raise ValidationError("status", f"{status!r} is not a command status")
-    page = await console.find_commands(
-        await c.pool(),
-        schema=c.schema,
-        command_id=parse_uuid("id", values["id"]),
-        correlation_id=parse_uuid("correlation_id", values["correlation_id"]),
-        domain=values["domain"],
-        command_type=values["type"],
-        status=status,
-        created_after=parse_time("after_time", values["after_time"]),
-        created_before=parse_time("before_time", values["before_time"]),
-        limit=PAGE,
-        after=_arg(request, "after"),
+    pool = await c.pool()
+    page = await c.load.heavy(
+        lambda: console.find_commands(
+            pool,
+            schema=c.schema,
+            command_id=parse_uuid("id", values["id"]),
+            correlation_id=parse_uuid("correlation_id", values["correlation_id"]),
+            domain=values["domain"],
+            command_type=values["type"],
+            status=status,
+            created_after=parse_time("after_time", values["after_time"]),
+            created_before=parse_time("before_time", values["before_time"]),
+            limit=PAGE,
+            after=_arg(request, "after"),
+        )
     )
     return await c.render(
         request,
@@ -206,6 +228,10 @@ async def command(c: Console, request: Request) -> Response:
             "cmd": detail.command,
             "trail": trail,
             "parked": detail.command.status == CommandStatus.IN_TROUBLESHOOTING_QUEUE,
+            # FAILED or parked: the error is why it stopped. Otherwise (completed after a
+            # retry, pending a retry, canceled) it is an earlier attempt's.
+            "error_is_current": detail.command.status
+            in (CommandStatus.FAILED, CommandStatus.IN_TROUBLESHOOTING_QUEUE),
         },
     )
 

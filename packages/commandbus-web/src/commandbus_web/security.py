@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "CsrfError",
     "SecurityHeadersMiddleware",
     "Tokens",
+    "check_origin",
+    "cookie_name",
     "read_form",
     "redact",
 ]
@@ -110,51 +113,102 @@ class CsrfError(Exception):
 
 
 class Tokens:
-    """Signed double-submit CSRF tokens.
+    """Signed double-submit CSRF tokens, bound to the user.
 
-    The browser holds a random value in a cookie (HttpOnly, SameSite=Strict); each form
-    carries ``value.signature`` (HMAC of the value with the app's secret). A POST is
-    accepted only if the form's token is correctly signed and its value equals the
-    cookie's: another site can neither read the cookie nor forge the signature.
+    The browser holds a random value in a cookie (HttpOnly, SameSite=Strict; under https
+    named ``__Host-commandbus_csrf`` and ``Secure``, so no other site or subdomain can
+    set it); each form carries ``value.signature``, an HMAC under the app's secret of the
+    value *and the signed-in user's name*. A POST is accepted only if the form's token is
+    correctly signed for the user who sends it and its value equals the cookie's: another
+    site can neither read the cookie nor forge the signature, and a token shown to one
+    user is worthless to another.
     """
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
 
-    def sign(self, value: str) -> str:
-        mac = hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()
+    def sign(self, value: str, user: str) -> str:
+        message = value.encode() + b"\x00" + user.encode("utf-8", "replace")
+        mac = hmac.new(self._secret, message, hashlib.sha256).hexdigest()
         return f"{value}.{mac}"
 
     def cookie_value(self, request: Request) -> tuple[str, bool]:
         """The browser's token value, or a new one (True: set the cookie)."""
-        value = request.cookies.get(CSRF_COOKIE, "")
+        value = request.cookies.get(cookie_name(request), "")
         if re.fullmatch(r"[0-9a-f]{64}", value):
             return value, False
         return secrets.token_hex(32), True
 
-    def check(self, request: Request, form: dict[str, list[str]]) -> None:
-        _check_origin(request)
-        cookie = request.cookies.get(CSRF_COOKIE, "")
+    def set_cookie(self, request: Request, response: Response, value: str) -> None:
+        https = request.url.scheme == "https"
+        response.set_cookie(
+            cookie_name(request),
+            value,
+            httponly=True,
+            samesite="strict",
+            secure=https,
+            # __Host- cookies must have Path=/; over plain http the mount path scopes it.
+            path="/" if https else (request.scope.get("root_path", "") or "/"),
+        )
+
+    def check(self, request: Request, form: dict[str, list[str]], user: str) -> None:
+        check_origin(request)
+        cookie = request.cookies.get(cookie_name(request), "")
         sent = (form.get(CSRF_FIELD) or [""])[0] or request.headers.get("x-csrf-token", "")
         value, _, _mac = sent.partition(".")
         if not cookie or not value:
             raise CsrfError("missing CSRF token")
-        if not hmac.compare_digest(self.sign(value), sent):
-            raise CsrfError("bad CSRF token signature")
-        if not hmac.compare_digest(value, cookie):
+        if not hmac.compare_digest(self.sign(value, user).encode(), sent.encode()):
+            raise CsrfError("bad CSRF token signature (or a token of another user)")
+        if not hmac.compare_digest(value.encode(), cookie.encode()):
             raise CsrfError("CSRF token does not match the cookie")
 
 
-def _check_origin(request: Request) -> None:
-    """Browsers send Origin on POST: it must be this host (defence in depth)."""
+def cookie_name(request: Request) -> str:
+    return f"__Host-{CSRF_COOKIE}" if request.url.scheme == "https" else CSRF_COOKIE
+
+
+def check_origin(request: Request) -> None:
+    """A POST must come from a page of this console: its Origin (scheme, host and port)
+    must be this console's; a browser that sends no Origin is checked by its Referer."""
+    expected = _origin(request.url.scheme, request.headers.get("host", ""))
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        if origin == "null":
+    if origin is not None:
+        if origin.strip() == "null":
             raise CsrfError("opaque origin")
+        got = _origin_of(origin)
+        if got is None or got != expected:
+            raise CsrfError(f"cross-origin request (from {origin[:100]})")
         return
-    host = request.headers.get("host", "")
-    if urlsplit(origin).netloc != host:
-        raise CsrfError("cross-origin request")
+    referer = request.headers.get("referer")
+    if referer:
+        got = _origin_of(referer)
+        if got is None or got != expected:
+            raise CsrfError("cross-site request (by its Referer)")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    return _origin(parts.scheme, parts.netloc)
+
+
+def _origin(scheme: str, netloc: str) -> tuple[str, str, int | None] | None:
+    """``(scheme, host, port)`` with the default port made explicit; None if unreadable."""
+    scheme = scheme.lower()
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host or parts.username is not None or parts.path:
+        return None
+    return scheme, host, port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 async def read_form(request: Request) -> dict[str, list[str]]:
