@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import BatchCommand, CommandBus, SendRequest, ValidationError, console
+from commandbus import (
+    BatchCommand,
+    CommandBus,
+    SendRequest,
+    TroubleshootingFilter,
+    ValidationError,
+    console,
+    pause_domain,
+)
 from core.helpers import execute
 
 
@@ -141,3 +149,60 @@ async def test_a_search_no_index_serves_is_cut_short(
     async with pool.connection() as conn:
         cur = await conn.execute("SHOW statement_timeout")
         assert (await cur.fetchone()) == ("0",)
+
+
+async def _park_many(pool: AsyncConnectionPool, schema: str, n: int, domain: str) -> None:
+    await execute(
+        pool,
+        schema,
+        "INSERT INTO {schema}.commands (domain, command_id, command_type, status, attempts, "
+        "max_attempts, data, last_error_type, last_error_code, last_error_message, updated_at) "
+        "SELECT %s, gen_random_uuid(), 'Charge', 'IN_TROUBLESHOOTING_QUEUE', 1, 3, '{{}}', "
+        "'PermanentCommandError', CASE WHEN g %% 3 = 0 THEN 'TIMEOUT' ELSE 'DECLINED' END, "
+        "'declined ' || g, now() - g * interval '1 second' FROM generate_series(1, %s) g",
+        [domain, n],
+    )
+
+
+async def test_error_groups_read_a_bounded_number_of_parked_commands(
+    pool: AsyncConnectionPool, schema: str
+) -> None:
+    await _park_many(pool, schema, 30, "orders")
+    await _park_many(pool, schema, 4, "billing")
+    bounded = await console.error_groups(pool, schema=schema, scan=10)
+    assert bounded.counted == 10 and not bounded.complete
+    assert sum(g.count for g in bounded.groups) == 10
+    everything = await console.error_groups(pool, schema=schema, scan=100)
+    assert everything.complete and everything.counted == 34
+    by_key = {(g.domain, g.error_code): g.count for g in everything.groups}
+    assert by_key == {
+        ("orders", "DECLINED"): 20,
+        ("orders", "TIMEOUT"): 10,
+        ("billing", "DECLINED"): 3,
+        ("billing", "TIMEOUT"): 1,
+    }
+    one = TroubleshootingFilter(domain="billing")
+    assert (await console.error_groups(pool, one, schema=schema, scan=4)).complete is False
+    assert (await console.error_groups(pool, one, schema=schema, scan=5)).counted == 4
+    page = await console.parked_page(pool, one, schema=schema, limit=3)
+    assert len(page.items) == 3 and page.next is not None
+    rest = await console.parked_page(pool, one, schema=schema, limit=3, after=page.next)
+    assert len(rest.items) == 1 and rest.next is None
+
+
+async def test_parked_reads_with_a_rare_filter_are_cut_short(
+    pool: AsyncConnectionPool, schema: str
+) -> None:
+    await _park_many(pool, schema, 100_000, "orders")
+    rare = TroubleshootingFilter(error_code="NEVER")
+    with pytest.raises(console.SearchTooBroadError, match="a domain, or a parked since"):
+        await console.error_groups(pool, rare, schema=schema, timeout_ms=1)
+    with pytest.raises(console.SearchTooBroadError, match="a domain, or a parked since"):
+        await console.parked_page(pool, rare, schema=schema, timeout_ms=1)
+
+
+async def test_the_overview_lists_paused_domains(pool: AsyncConnectionPool, schema: str) -> None:
+    await pause_domain(pool, "quiet", operator="ops", reason="incident 7", schema=schema)
+    ov = await console.overview(pool, schema=schema)
+    assert [d.domain for d in ov.domains] == ["quiet"]  # nothing waits there, still listed
+    assert ov.paused["quiet"].operator == "ops" and ov.paused["quiet"].reason == "incident 7"

@@ -285,6 +285,23 @@ async def test_password_checks_are_bounded(password_hash: str) -> None:
     assert sorted(map(str, outcomes)) == ["None", "None", "None", "SignInThrottled"]
 
 
+async def test_a_browsers_parallel_requests_share_one_password_check(password_hash: str) -> None:
+    gate, inside = threading.Event(), []  # type: threading.Event, list[int]
+    auth = _slow_auth(password_hash, gate, inside, max_checks=2, max_waiting=2)
+    users: list[User | None] = []
+
+    async def sign_in() -> None:
+        users.append(await auth(_request(basic())))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(sign_in)
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+    assert users == [User(OPERATOR)] * 20
+    assert len(inside) == 1
+
+
 async def test_failed_sign_ins_back_off_per_client_and_are_logged(
     pool: AsyncConnectionPool, schema: str, password_hash: str, caplog: pytest.LogCaptureFixture
 ) -> None:

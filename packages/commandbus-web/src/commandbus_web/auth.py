@@ -86,6 +86,7 @@ class BasicAuth:
     ) -> None:
         self._accounts: dict[str, tuple[Callable[[str], bool], Role]] = {}
         self._verified: OrderedDict[bytes, User] = OrderedDict()
+        self._checks: dict[bytes, anyio.Event] = {}
         self._backoff = Backoff()
         self._max_checks = max_checks
         self._max_waiting = max_waiting
@@ -128,6 +129,18 @@ class BasicAuth:
         if known is not None:
             self._verified.move_to_end(key)
             return known
+        same = self._checks.get(key)
+        if same is not None:  # a browser's parallel requests: one check serves them all
+            await same.wait()
+            return self._verified.get(key)
+        done = self._checks[key] = anyio.Event()
+        try:
+            return await self._sign_in(request, key, value)
+        finally:
+            del self._checks[key]
+            done.set()
+
+    async def _sign_in(self, request: Request, key: bytes, value: str) -> User | None:
         client = request.client.host if request.client else "unknown"
         wait = self._backoff.wait(client)
         if wait > 0:
