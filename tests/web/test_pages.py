@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
 
 from commandbus import BatchCommand, CommandBus
 from core.helpers import execute
@@ -116,3 +117,40 @@ async def test_command_search_filters_and_bad_input(
         assert response.status_code == 400, bad
     assert (await anon.get(f"/commands/orders/{uuid.uuid4()}")).status_code == 404
     assert (await anon.get("/commands/orders/not-a-uuid")).status_code == 400
+
+
+async def test_links_percent_encode_each_path_part(app: Starlette) -> None:
+    from starlette.requests import Request
+
+    from commandbus_web.console import url_builder
+
+    scope = {"type": "http", "app": app, "root_path": "/ops", "path": "/ops/", "headers": []}
+    request = Request(scope)
+    url = url_builder(request)
+    command_id = "6f1c0e1a-1b2c-4d3e-8f40-5a6b7c8d9e0f"
+    assert url("command", domain="a/b?c#d %", command_id=command_id) == (
+        f"/ops/commands/a%2Fb%3Fc%23d%20%25/{command_id}"
+    )
+    assert url("tsq", query={"domain": "a&b", "type": None}) == "/ops/tsq?domain=a%26b"
+
+
+async def test_a_completed_commands_page_labels_an_earlier_error_as_such(
+    viewer: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
+) -> None:
+    completed, failed = await send(bus, 2)
+    for command_id, status in ((completed, "COMPLETED"), (failed, "FAILED")):
+        await execute(
+            pool,
+            schema,
+            "UPDATE {schema}.commands SET status = %s, attempts = 2, vt = NULL, "
+            "last_error_type = 'TransientCommandError', last_error_code = 'TIMEOUT', "
+            "last_error_message = 'gateway timeout', last_error_traceback = 'Traceback ...' "
+            "WHERE command_id = %s",
+            [status, command_id],
+        )
+    page = await viewer.get(f"/commands/orders/{completed}")
+    assert 'id="earlier-error">Error of an earlier attempt' in page.text
+    assert "the command is now COMPLETED" in page.text
+    assert "Traceback of that attempt" in page.text and "<h2>Last error</h2>" not in page.text
+    page = await viewer.get(f"/commands/orders/{failed}")
+    assert "<h2>Last error</h2>" in page.text and "earlier attempt" not in page.text

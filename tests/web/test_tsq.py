@@ -159,3 +159,34 @@ async def test_paging_through_the_queue_by_cursor(
     more = set(re.findall(r'name="id" value="([0-9a-f-]{36})"', second.text))
     assert len(shown) == 50 and len(more) == 10
     assert shown | more == {str(i) for i in ids}
+
+
+async def test_all_matching_needs_a_filter_as_in_the_cli(
+    client: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
+) -> None:
+    seeded = await _seed(bus, pool, schema)
+    page = await client.get("/tsq")
+    assert 'id="select-all"' not in page.text and 'id="select-all-hint"' in page.text
+    refused = await client.post(
+        "/tsq/confirm", data={"csrf_token": csrf(page), "all": "1", "action": "retry"}
+    )
+    assert refused.status_code == 400 and "filter the queue first" in refused.text
+    for command_id in seeded["declined"]:
+        meta = await bus.get_command("orders", command_id)
+        assert meta is not None and meta.status == CommandStatus.IN_TROUBLESHOOTING_QUEUE
+    filtered = await client.get("/tsq", params={"domain": "billing"})
+    assert 'id="select-all"' in filtered.text
+
+
+async def test_counts_have_their_thousands_separated_everywhere(
+    client: httpx.AsyncClient, bus: CommandBus, pool: AsyncConnectionPool, schema: str
+) -> None:
+    await park(pool, schema, await send(bus, 1002))
+    page = await client.get("/tsq", params={"domain": "orders"})
+    assert "1,002 matching" in page.text
+    form = {"csrf_token": csrf(page), "domain": "orders", "all": "1", "action": "retry"}
+    confirm = await client.post("/tsq/confirm", data=form)
+    text = re.sub(r'"[^"]*"', "", confirm.text)  # attribute values aside (data-count)
+    assert "Retry 1,002 commands?" in text and "<strong>1,002</strong>" in text
+    assert "Retry 1,002 commands</button>" in text and "… and 982 more" in text
+    assert "1002" not in text

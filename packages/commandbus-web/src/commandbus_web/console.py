@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,9 +23,26 @@ from commandbus_web.auth import Auth, BasicAuth
 from commandbus_web.load import Load
 from commandbus_web.security import CSRF_FIELD, Tokens, read_form, redact
 
-__all__ = ["Console", "Forbidden", "NotFound"]
+__all__ = ["Console", "Forbidden", "NotFound", "url_builder"]
 
 _USER = "commandbus_web.user"
+
+
+def url_builder(request: Request) -> Callable[..., str]:
+    """The templates' ``url(name, query=None, **path)``: a path of this console (under
+    its mount), each path part percent-encoded (a name with ``/``, ``?`` or ``#`` stays
+    one part), the query URL-encoded with empty values left out."""
+
+    def url(name: str, /, query: Mapping[str, Any] | None = None, **path: Any) -> str:
+        parts = {k: quote(str(v), safe="") for k, v in path.items()}
+        target = request.url_for(name, **parts).path
+        if query:
+            pairs = [(k, v) for k, v in query.items() if v not in (None, "")]
+            if pairs:
+                target += "?" + urlencode(pairs, doseq=True)
+        return target
+
+    return url
 
 
 class NotFound(Exception):
@@ -194,19 +211,9 @@ class Console:
         can = {action.value: await self.allowed(user, action) for action in Action}
         can["act"] = any(v for k, v in can.items() if k != Action.VIEW.value)
 
-        def url(name: str, /, query: Mapping[str, Any] | None = None, **path: Any) -> str:
-            # Path parts percent-encoded: a name is never read as a path of its own.
-            parts = {k: quote(str(v), safe="") for k, v in path.items()}
-            target = request.url_for(name, **parts).path
-            if query:
-                pairs = [(k, v) for k, v in query.items() if v not in (None, "")]
-                if pairs:
-                    target += "?" + urlencode(pairs, doseq=True)
-            return target
-
         page = self.templates.get_template(template).render(
             request=request,
-            url=url,
+            url=url_builder(request),
             title=self.title,
             user=user,
             operator=None if user is None else user.name,
