@@ -184,6 +184,9 @@ async def test_error_groups_read_a_bounded_number_of_parked_commands(
     one = TroubleshootingFilter(domain="billing")
     assert (await console.error_groups(pool, one, schema=schema, scan=4)).complete is False
     assert (await console.error_groups(pool, one, schema=schema, scan=5)).counted == 4
+    assert await console.count_parked(pool, schema=schema, cap=10) == 11  # "more than 10"
+    assert await console.count_parked(pool, schema=schema, cap=100) == 34
+    assert await console.count_parked(pool, one, schema=schema) == 4
     page = await console.parked_page(pool, one, schema=schema, limit=3)
     assert len(page.items) == 3 and page.next is not None
     rest = await console.parked_page(pool, one, schema=schema, limit=3, after=page.next)
@@ -199,6 +202,8 @@ async def test_parked_reads_with_a_rare_filter_are_cut_short(
         await console.error_groups(pool, rare, schema=schema, timeout_ms=1)
     with pytest.raises(console.SearchTooBroadError, match="a domain, or a parked since"):
         await console.parked_page(pool, rare, schema=schema, timeout_ms=1)
+    with pytest.raises(console.SearchTooBroadError, match="a domain, or a parked since"):
+        await console.count_parked(pool, rare, schema=schema, timeout_ms=1)
 
 
 async def test_the_overview_lists_paused_domains(pool: AsyncConnectionPool, schema: str) -> None:

@@ -6,6 +6,7 @@ import re
 import uuid
 
 import httpx
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, CommandStatus
@@ -190,3 +191,28 @@ async def test_counts_have_their_thousands_separated_everywhere(
     assert "Retry 1,002 commands?" in text and "<strong>1,002</strong>" in text
     assert "Retry 1,002 commands</button>" in text and "… and 982 more" in text
     assert "1002" not in text
+
+
+async def test_a_selection_larger_than_the_count_cap_is_confirmed_as_more_than(
+    client: httpx.AsyncClient,
+    bus: CommandBus,
+    pool: AsyncConnectionPool,
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from commandbus_web import actions
+
+    monkeypatch.setattr(actions, "PREVIEW_CAP", 5)
+    ids = await send(bus, 8)
+    await park(pool, schema, ids)
+    page = await client.get("/tsq", params={"domain": "orders"})
+    form = {"csrf_token": csrf(page), "domain": "orders", "all": "1", "action": "retry"}
+    confirm = await client.post("/tsq/confirm", data=form)
+    assert "<strong>More than 5</strong>" in confirm.text
+    assert 'name="limit" value="all"' in confirm.text
+    late = await send(bus, 1)
+    await park(pool, schema, late)  # parked after the confirmation: left alone
+    applied = await client.post("/tsq/apply", data=_confirm_form(confirm, reason="all of them"))
+    assert 'data-count="8"' in applied.text
+    meta = await bus.get_command("orders", late[0])
+    assert meta is not None and meta.status == CommandStatus.IN_TROUBLESHOOTING_QUEUE

@@ -58,6 +58,7 @@ __all__ = [
     "SearchTooBroadError",
     "ThroughputPoint",
     "command_detail",
+    "count_parked",
     "error_groups",
     "find_commands",
     "list_batches",
@@ -352,6 +353,25 @@ async def error_groups(
         groups = await cur.fetchall()
     counted = sum(g.count for g in groups)
     return ErrorGroups(groups, counted, counted < scan)
+
+
+async def count_parked(
+    pool: AsyncConnectionPool,
+    where: TroubleshootingFilter | None = None,
+    *,
+    schema: str = "commandbus",
+    cap: int = COUNT_CAP,
+    timeout_ms: int = 2000,
+) -> int:
+    """Parked commands matching ``where``, counted up to ``cap + 1`` (more than ``cap``
+    when it returns ``cap + 1``): what a bulk action with that filter would touch."""
+    cap = _positive("cap", cap)
+    params = {**filter_params(where, required=False), "cap": cap}
+    schema = check_schema(schema)
+    query = _sql.query("console_count_parked", schema, match=parked_match(schema))
+    async with _bounded(pool, timeout_ms, _TSQ_HINT) as conn:
+        rows = await _rows_sql(conn, query, params)
+    return int(rows[0][0])
 
 
 async def parked_page(

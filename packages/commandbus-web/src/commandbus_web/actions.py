@@ -1,13 +1,13 @@
 """State-changing requests: POST only, CSRF-checked, by a signed-in user allowed to act.
 
-A troubleshooting action takes two steps. ``/tsq/confirm`` runs the action as a dry run
-and shows how many commands it would touch; ``/tsq/apply`` acts, with the operator's
-identity and reason in each command's audit event. The confirmation freezes the set:
-"select all matching" is applied with ``parked_before`` set to the time of the dry run
-and a limit of the count shown, so commands parked meanwhile are not swept along. The
-dry run counts at most :data:`PREVIEW_CAP` commands (bounded work per request): above
+A troubleshooting action takes two steps. ``/tsq/confirm`` counts the commands the
+action would touch (the same filter) and lists the first of them; ``/tsq/apply`` acts,
+with the operator's identity and reason in each command's audit event. The confirmation
+freezes the set: "select all matching" is applied with ``parked_before`` set to the time
+of the confirmation and a limit of the count shown, so commands parked meanwhile are not
+swept along. The count stops at :data:`PREVIEW_CAP` (bounded work per request): above
 that the confirmation says "more than", and the action takes every match parked before
-the dry run.
+the confirmation.
 
 Pausing or resuming a domain and cancelling a command take a reason; every action is
 logged (logger ``commandbus.web``) with the operator, and recorded by the core: the
@@ -24,7 +24,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from commandbus import ValidationError, list_paused
+from commandbus import ValidationError, console, list_paused
 from commandbus import pause_domain as core_pause
 from commandbus import resume_domain as core_resume
 from commandbus._validation import check_name
@@ -106,23 +106,15 @@ async def _run(
     reason: str | None,
     result: dict[str, Any] | None,
     limit: int | None,
-    dry_run: bool,
 ) -> BulkResult:
     tsq = await c.tsq()
     if action == "retry":
-        return await tsq.retry_many(
-            where, operator=operator, reason=reason, limit=limit, dry_run=dry_run
-        )
+        return await tsq.retry_many(where, operator=operator, reason=reason, limit=limit)
     if action == "cancel":
-        return await tsq.cancel_many(
-            where,
-            operator=operator,
-            reason=reason or "(dry run)",
-            limit=limit,
-            dry_run=dry_run,
-        )
+        assert reason is not None  # checked by apply
+        return await tsq.cancel_many(where, operator=operator, reason=reason, limit=limit)
     return await tsq.complete_many(
-        where, operator=operator, result=result, reason=reason, limit=limit, dry_run=dry_run
+        where, operator=operator, result=result, reason=reason, limit=limit
     )
 
 
@@ -141,19 +133,15 @@ async def confirm(c: Console, request: Request) -> Response:
     as_of = datetime.now(UTC)
     if everything and (where.parked_before is None or where.parked_before > as_of):
         where = TroubleshootingFilter(**{**_fields(where), "parked_before": as_of})
-    preview = await c.load.heavy(
-        lambda: _run(
-            c,
-            action,
-            where,
-            operator=user.name,
-            reason=None,
-            result=None,
-            limit=PREVIEW_CAP + 1,
-            dry_run=True,
-        )
-    )
-    more = preview.count > PREVIEW_CAP
+    pool = await c.pool()
+
+    async def preview() -> tuple[int, list[tuple[str, uuid.UUID]]]:
+        count = await console.count_parked(pool, where, schema=c.schema, cap=PREVIEW_CAP)
+        first = await console.parked_page(pool, where, schema=c.schema, limit=SHOWN)
+        return count, [(item.domain, item.command_id) for item in first.items]
+
+    found, shown = await c.load.heavy(preview)
+    more = found > PREVIEW_CAP
     hidden: list[tuple[str, str]] = [("action", action)]
     for name, value in _fields(where).items():
         if name == "command_ids":
@@ -161,18 +149,17 @@ async def confirm(c: Console, request: Request) -> Response:
         elif value is not None:
             form_name = _FORM_NAMES[name]
             hidden.append((form_name, value.isoformat() if isinstance(value, datetime) else value))
-    hidden.append(("limit", EVERY if more else str(preview.count)))
+    hidden.append(("limit", EVERY if more else str(found)))
     return await c.render(
         request,
         "confirm.html",
         {
             "action": action,
             "label": ACTIONS[action],
-            "preview": preview,
-            "count": min(preview.count, PREVIEW_CAP),
+            "count": min(found, PREVIEW_CAP),
             "more": more,
             "as_of": where.parked_before if everything else None,
-            "shown": preview.commands[:SHOWN],
+            "shown": shown,
             "hidden": hidden,
             "back": {k: v for k, v in ((n, _one(form, n)) for n in FILTER_FIELDS) if v},
         },
@@ -236,7 +223,6 @@ async def apply(c: Console, request: Request) -> Response:
                 reason=reason,
                 result=result,
                 limit=limit,
-                dry_run=False,
             )
         finally:
             c.load.forget()

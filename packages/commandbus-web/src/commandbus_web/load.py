@@ -1,9 +1,10 @@
 """Bounded work per request: the console's heavy reads, cached briefly and capped.
 
-A *heavy* read (the overview's counts, the troubleshooting queue's error groups, a dry run,
-a command search) runs at most :attr:`Load.slots` at a time, so that the pool keeps
-connections for every other page; more than :attr:`Load.waiting` queued reads are turned
-away with :class:`Busy` (a 503 with ``Retry-After``) rather than piling up. A cached read
+A *heavy* read (the overview's counts, the troubleshooting queue's pages, groups and
+counts, a command search) runs in a slot of its kind: at most ``slots[kind]`` at a time,
+so that a crowd on one page neither takes every connection of the pool nor makes the other
+kinds of page wait behind it; more than :attr:`Load.waiting` reads queued for one kind are
+turned away with :class:`Busy` (a 503 with ``Retry-After``) rather than piling up. A cached read
 (the overview, the error groups) is shared: requests asking the same thing while it runs
 wait for that one result, and reuse it for :attr:`Load.ttl` seconds. An operator's action
 forgets every cached result, so the pages they see next are fresh.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,42 +38,51 @@ class _Flight:
     error: BaseException | None = None
 
 
+#: Slots per kind of heavy read: four in all, the console's own pool size.
+SLOTS = {"tsq": 2, "search": 1, "overview": 1}
+
+
 class Load:
     def __init__(
         self,
         *,
-        slots: int = 2,
+        slots: int | Mapping[str, int] = SLOTS,
         waiting: int = 32,
         ttl: float = 2.0,
         entries: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.slots = slots
+        self.slots = dict(slots) if isinstance(slots, Mapping) else slots
         self.waiting = waiting
         self.ttl = ttl
         self._entries = entries
         self._clock = clock
-        self._semaphore: anyio.Semaphore | None = None
-        self._queued = 0
+        self._semaphores: dict[str, anyio.Semaphore] = {}
+        self._queued: dict[str, int] = {}
         self._cache: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
         self._flights: dict[Hashable, _Flight] = {}
         #: Bumped by :meth:`forget`: a result computed across it is not cached.
         self._generation = 0
 
-    async def heavy(self, compute: Callable[[], Awaitable[T]]) -> T:
-        """Run ``compute`` in one of the heavy slots (:class:`Busy` if too many wait)."""
-        if self._semaphore is None:  # made on first use: it belongs to the running loop
-            self._semaphore = anyio.Semaphore(self.slots)
-        if self._queued >= self.waiting:
-            raise Busy(f"{self._queued} heavy reads are already waiting")
-        self._queued += 1
+    async def heavy(self, compute: Callable[[], Awaitable[T]], kind: str = "tsq") -> T:
+        """Run ``compute`` in a slot of ``kind`` (:class:`Busy` if too many wait for one)."""
+        semaphore = self._semaphores.get(kind)
+        if semaphore is None:  # made on first use: it belongs to the running loop
+            size = self.slots if isinstance(self.slots, int) else self.slots.get(kind, 1)
+            semaphore = self._semaphores[kind] = anyio.Semaphore(size)
+        queued = self._queued.get(kind, 0)
+        if queued >= self.waiting:
+            raise Busy(f"{queued} {kind} reads are already waiting")
+        self._queued[kind] = queued + 1
         try:
-            async with self._semaphore:
+            async with semaphore:
                 return await compute()
         finally:
-            self._queued -= 1
+            self._queued[kind] -= 1
 
-    async def cached(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+    async def cached(
+        self, key: Hashable, compute: Callable[[], Awaitable[T]], kind: str = "tsq"
+    ) -> T:
         """``compute``'s result for ``key``: fresh from the cache, from the request already
         computing it, or computed now in a heavy slot."""
         hit = self._cache.get(key)
@@ -89,7 +99,7 @@ class Load:
         flight = self._flights[key] = _Flight()
         generation = self._generation
         try:
-            flight.value = await self.heavy(compute)
+            flight.value = await self.heavy(compute, kind)
         except Exception as exc:
             flight.error = exc
             raise

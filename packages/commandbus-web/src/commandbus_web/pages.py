@@ -16,7 +16,11 @@ from commandbus import (
     console,
     list_workers,
 )
-from commandbus.troubleshooting import TroubleshootingCursor, TroubleshootingFilter
+from commandbus.troubleshooting import (
+    TroubleshootingCursor,
+    TroubleshootingFilter,
+    TroubleshootingPage,
+)
 from commandbus_web.charts import minute_series, sparkline_svg
 from commandbus_web.console import Console, NotFound
 from commandbus_web.inputs import parse_count, parse_time, parse_uuid
@@ -61,7 +65,7 @@ async def _overview_context(c: Console) -> dict[str, Any]:
         )
 
     # Every open overview refreshes itself every few seconds: one read serves them all.
-    ov, registry = await c.load.cached(("overview",), read)
+    ov, registry = await c.load.cached(("overview",), read, "overview")
     live: dict[str, int] = defaultdict(int)
     for w in registry:
         if w.kind == "worker" and not w.stale:
@@ -145,9 +149,11 @@ async def troubleshooting(c: Console, request: Request) -> Response:
     after = _arg(request, "after")
     cursor = None if after is None else TroubleshootingCursor.from_token(after)
     pool = await c.pool()
-    page = await c.load.heavy(
-        lambda: console.parked_page(pool, where, schema=c.schema, limit=PAGE, after=cursor)
-    )
+
+    async def read_page() -> TroubleshootingPage:
+        return await console.parked_page(pool, where, schema=c.schema, limit=PAGE, after=cursor)
+
+    page = await c.load.cached(("parked", where, cursor), read_page)
     groups = None
     if cursor is None:  # the groups (and the count they add up to) on the first page only
 
@@ -197,7 +203,8 @@ async def commands(c: Console, request: Request) -> Response:
             created_before=parse_time("before_time", values["before_time"]),
             limit=PAGE,
             after=_arg(request, "after"),
-        )
+        ),
+        "search",
     )
     return await c.render(
         request,
