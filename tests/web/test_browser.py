@@ -37,6 +37,7 @@ from commandbus import (
     PermanentCommandError,
     SendRequest,
     TroubleshootingQueue,
+    list_paused,
 )
 from commandbus_web import BasicAuth, create_app, hash_password
 from core.helpers import make_worker, running, wait_until
@@ -262,6 +263,37 @@ async def test_operator_fixes_the_queue_in_a_browser(
         total = "return document.getElementById('tsq-total').textContent"
         assert await _in_thread(lambda: driver.execute_script(total)) == "2"
         _shoot(driver, "overview")
+
+        # Pause the domain from the overview, with a reason; the overview says so.
+        def pause() -> None:
+            driver.find_element(By.CSS_SELECTOR, 'tr[data-domain="orders"] a.pause-link').click()
+            driver.find_element(By.ID, "reason").send_keys("gateway maintenance")
+            driver.find_element(By.ID, "confirm").click()
+
+        await _in_thread(pause)
+        row = 'tr[data-domain="orders"]'
+        await _wait_page(
+            driver,
+            lambda: "PAUSED" in driver.find_element(By.CSS_SELECTOR, row).text,
+            "the overview to show the pause",
+        )
+        text = await _in_thread(lambda: driver.find_element(By.CSS_SELECTOR, row).text)
+        assert f"by {OPERATOR}" in text and "gateway maintenance" in text
+        paused = await list_paused(pool, schema=schema)
+        assert [(p.domain, p.operator) for p in paused] == [("orders", OPERATOR)]
+
+        def resume() -> None:
+            driver.find_element(By.CSS_SELECTOR, f"{row} a.resume-link").click()
+            driver.find_element(By.ID, "reason").send_keys("done")
+            driver.find_element(By.ID, "confirm").click()
+
+        await _in_thread(resume)
+        await _wait_page(
+            driver,
+            lambda: "running" in driver.find_element(By.CSS_SELECTOR, row).text,
+            "the overview to show the domain running again",
+        )
+        assert await list_paused(pool, schema=schema) == []
         for page, name in (("/commands", "commands"), ("/workers", "workers")):
             await _in_thread(lambda page=page: driver.get(f"{console_url}{page}"))
             _shoot(driver, name)
