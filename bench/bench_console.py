@@ -254,7 +254,7 @@ async def measure(url: str, args: argparse.Namespace) -> None:
                 ("tsq, by domain and type", "/tsq?domain=domain0&type=Type1", None),
                 ("tsq, parked since 2000", "/tsq?since=" + "2000-01-01T00:00", None),
                 ("tsq, page 2 (cursor)", next_tsq.group(1).replace("&amp;", "&"), None),
-                ("tsq confirm (dry run, all DECLINED)", "/tsq/confirm", confirm_form),
+                ("tsq confirm (count, all DECLINED)", "/tsq/confirm", confirm_form),
                 ("commands (newest)", "/commands", None),
                 ("commands, page 2 (cursor)", next_commands.group(1).replace("&amp;", "&"), None),
                 ("commands, by id", f"/commands?id={command_id}", None),

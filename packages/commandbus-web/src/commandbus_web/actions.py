@@ -50,7 +50,7 @@ ACTIONS = {"retry": "Retry", "cancel": "Cancel", "complete": "Complete"}
 #: Commands listed on the confirmation page.
 SHOWN = 20
 #: The dry run of a confirmation counts at most this many commands.
-PREVIEW_CAP = 10_000
+PREVIEW_CAP = 5_000
 #: The largest confirmed count a form may carry.
 MAX_LIMIT = 100_000_000
 #: The confirmed count of a selection larger than the dry run counted.

@@ -42,7 +42,7 @@ __all__ = [
 
 PAGE = 50
 #: The error groups count at most this many of the newest matching parked commands.
-GROUP_SCAN = 10_000
+GROUP_SCAN = 5_000
 #: The deepest page of parked replies (they are few; the core allows this much).
 MAX_OFFSET = 1_000_000
 
