@@ -129,6 +129,17 @@ class TroubleshootingPage:
     next: TroubleshootingCursor | None
 
 
+def page_of(items: list[TroubleshootingItem], limit: int) -> TroubleshootingPage:
+    """The page of ``limit`` items out of the ``limit + 1`` a keyset read fetched (one
+    more than shown says whether a next page exists, and where it starts)."""
+    if len(items) <= limit:
+        return TroubleshootingPage(items, None)
+    last = items[limit - 1]
+    return TroubleshootingPage(
+        items[:limit], TroubleshootingCursor(last.updated_at, last.domain, last.command_id)
+    )
+
+
 @dataclass(frozen=True)
 class TroubleshootingDetail:
     """Everything an operator needs to judge one command: the whole row and its trail.

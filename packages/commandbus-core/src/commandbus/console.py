@@ -31,6 +31,7 @@ from commandbus._tsq_types import (
     TroubleshootingCursor,
     TroubleshootingFilter,
     TroubleshootingPage,
+    page_of,
 )
 from commandbus._validation import (
     check_datetime,
@@ -391,12 +392,7 @@ async def parked_page(
     schema = check_schema(schema)
     async with _bounded(pool, timeout_ms, _TSQ_HINT) as conn:
         items = await fetch_parked_items(conn, schema, params)
-    if len(items) <= limit:
-        return TroubleshootingPage(items, None)
-    last = items[limit - 1]
-    return TroubleshootingPage(
-        items[:limit], TroubleshootingCursor(last.updated_at, last.domain, last.command_id)
-    )
+    return page_of(items, limit)
 
 
 # -- helpers -------------------------------------------------------------------------

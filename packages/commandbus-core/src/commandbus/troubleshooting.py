@@ -36,6 +36,7 @@ from commandbus._tsq_types import (
     TroubleshootingDetail,
     TroubleshootingFilter,
     TroubleshootingPage,
+    page_of,
 )
 from commandbus._validation import (
     check_name,
@@ -222,12 +223,7 @@ class TroubleshootingQueue:
         }
         async with self.pool.connection() as conn:
             items = await fetch_parked_items(conn, self.schema, params)
-        if len(items) <= limit:
-            return TroubleshootingPage(items, None)
-        last = items[limit - 1]
-        return TroubleshootingPage(
-            items[:limit], TroubleshootingCursor(last.updated_at, last.domain, last.command_id)
-        )
+        return page_of(items, limit)
 
     async def show(self, domain: str, command_id: uuid.UUID) -> TroubleshootingDetail:
         """One command with its data, result, last error, traceback and audit trail,

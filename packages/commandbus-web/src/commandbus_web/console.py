@@ -25,7 +25,8 @@ from commandbus_web.security import CSRF_FIELD, Tokens, read_form, redact
 
 __all__ = ["Console", "Forbidden", "NotFound", "url_builder"]
 
-_USER = "commandbus_web.user"
+#: Where a request's user is kept once known (the scope's key).
+USER_KEY = "commandbus_web.user"
 
 
 def url_builder(request: Request) -> Callable[..., str]:
@@ -152,8 +153,8 @@ class Console:
 
     async def user(self, request: Request) -> User | None:
         """Who sent the request (asked of ``auth`` once per request), or None."""
-        if _USER in request.scope:
-            cached: User | None = request.scope[_USER]
+        if USER_KEY in request.scope:
+            cached: User | None = request.scope[USER_KEY]
             return cached
         found: Any = None
         if self.auth is not None:
@@ -164,7 +165,7 @@ class Console:
             found = User(found.strip(), Role.OPERATOR) if found.strip() else None
         elif not isinstance(found, User) or not found.name.strip():
             found = None
-        request.scope[_USER] = found
+        request.scope[USER_KEY] = found
         return found  # type: ignore[no-any-return]
 
     async def allowed(self, user: User | None, action: Action) -> bool:

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from commandbus_web.access import Action
 from commandbus_web.auth import BasicAuth, SignInRefused, SignInThrottled
-from commandbus_web.console import Console
+from commandbus_web.console import USER_KEY, Console
 
 __all__ = ["SignInGate", "sign_in_page"]
 
@@ -29,7 +29,7 @@ class SignInGate:
         try:
             user = await console.user(request)
         except SignInThrottled as exc:
-            scope["commandbus_web.user"] = None
+            scope[USER_KEY] = None
             response = await console.render(
                 request,
                 "error.html",
@@ -38,7 +38,7 @@ class SignInGate:
                 headers={"Retry-After": str(exc.retry_after)},
             )
         except SignInRefused as exc:
-            scope["commandbus_web.user"] = None
+            scope[USER_KEY] = None
             response = await console.render(
                 request, "error.html", {"heading": "Bad request", "detail": str(exc)}, status=400
             )
