@@ -23,6 +23,8 @@ from commandbus import (
     InvalidOperationError,
     ValidationError,
 )
+from commandbus._validation import check_schema
+from commandbus_web import actions, pages
 from commandbus_web.access import Authorize
 from commandbus_web.auth import Auth, BasicAuth, TrustedHeaderAuth
 from commandbus_web.console import Console, Forbidden, NotFound
@@ -179,9 +181,6 @@ def create_app(
     ``secret`` signs CSRF tokens (default: ``$COMMANDBUS_WEB_SECRET``, else random per
     process). Mount the result anywhere: ``app.mount("/console", create_app(pool))``.
     """
-    from commandbus._validation import check_schema
-    from commandbus_web import actions, pages
-
     if secret is None:
         secret = os.environ.get("COMMANDBUS_WEB_SECRET") or secrets.token_bytes(32)
     key = secret.encode() if isinstance(secret, str) else secret
