@@ -1,0 +1,95 @@
+"""Django for the tests of commandbus-django: settings made here (pytest-django reads
+them), pointed at the session's server once it is known, a test database of Django's
+own (pytest-django creates it with ``migrate``, which creates commandbus's tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="tests",
+        USE_TZ=True,
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF="dj.shop.urls",
+        DATABASES={
+            "default": {"ENGINE": "django.db.backends.postgresql", "NAME": "placeholder"}
+        },
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "commandbus_django",
+            "dj.shop",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+        ],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        TASKS={
+            "default": {
+                "BACKEND": "commandbus_django.CommandBusBackend",
+                "QUEUES": ["default", "emails"],
+                "OPTIONS": {"MAX_ATTEMPTS": 2, "BACKOFF": [0]},
+            },
+            "immediate": {
+                "BACKEND": (
+                    "django.tasks.backends.immediate.ImmediateBackend"
+                    if __import__("django").VERSION >= (6,)
+                    else "django_tasks.backends.immediate.ImmediateBackend"
+                ),
+                "QUEUES": ["default", "emails"],
+            },
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(commandbus_database_url: str) -> None:
+    """Point Django at the session's server before pytest-django makes its database."""
+    info = psycopg.conninfo.conninfo_to_dict(commandbus_database_url)
+    settings.DATABASES["default"].update(
+        NAME=info.get("dbname", "postgres"),
+        USER=info.get("user", ""),
+        PASSWORD=info.get("password", ""),
+        HOST=info.get("host", ""),
+        PORT=str(info.get("port", "")),
+    )
+
+
+@pytest.fixture
+def clean_tasks(django_db_blocker: Any) -> Iterator[None]:
+    """An empty queue for this test: commandbus's tables live outside Django's, so a
+    TransactionTestCase's flush does not empty them."""
+    from commandbus_django._connection import conninfo
+
+    def truncate() -> None:
+        with (
+            django_db_blocker.unblock(),
+            psycopg.connect(conninfo("default"), autocommit=True) as conn,
+        ):
+            conn.execute("TRUNCATE commandbus.commands, commandbus.audit")
+
+    truncate()
+    yield
