@@ -19,7 +19,9 @@ if not settings.configured:
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF="dj.shop.urls",
         DATABASES={
-            "default": {"ENGINE": "django.db.backends.postgresql", "NAME": "placeholder"}
+            "default": {"ENGINE": "django.db.backends.postgresql", "NAME": "placeholder"},
+            # Never used by a test: the system check must refuse it for tasks.
+            "lite": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
         },
         INSTALLED_APPS=[
             "django.contrib.auth",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from commandbus import migrate
-from commandbus_django._connection import conninfo
+from commandbus_django._connection import conninfo, unsupported_reason
 from commandbus_sync.runtime import get_default_runtime
 
 __all__ = ["migrate_schemas", "schemas_on"]
@@ -28,7 +28,7 @@ def migrate_schemas(alias: str) -> list[str]:
     """Migrate every commandbus schema on ``alias``, each on a connection of its own (our
     migration takes an advisory lock and commits by itself); returns the schemas."""
     schemas = schemas_on(alias)
-    if schemas:
+    if schemas and unsupported_reason(alias) is None:  # (the system check says why not)
         get_default_runtime().run(_migrate, conninfo(alias), schemas)
     return schemas
 
