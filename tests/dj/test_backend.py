@@ -17,6 +17,7 @@ from commandbus_django.testing import TasksNotCommitted, run_tasks
 from dj.shop import tasks
 from dj.shop.models import Order
 
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("clean_tasks")
 class TestTheCallersTransaction:
@@ -128,7 +129,7 @@ def test_an_unknown_or_malformed_id_does_not_exist() -> None:
 
 
 def test_bad_task_options_are_refused_when_declared() -> None:
-    with pytest.raises(InvalidTask, match="max_attempts|whole"):
+    with pytest.raises(InvalidTask, match=r"whole number"):
         tasks.add.using().__class__(func=tasks.add.func, max_attempts=0)
     with pytest.raises(InvalidTask, match="dedupe_key"):
         tasks.add.using(dedupe_key="")

@@ -6,5 +6,5 @@ from . import views
 
 urlpatterns = [
     path("orders/", views.place_order),
-    # path("commandbus/", include("commandbus_django.urls")),
+    path("commandbus/", include("commandbus_django.urls")),
 ]

@@ -9,10 +9,11 @@ from django.apps import AppConfig
 from django.core import checks
 
 
-class CommandBusConfig(AppConfig):
+class CommandBusConfig(AppConfig):  # type: ignore[misc]
     name = "commandbus_django"
     label = "commandbus"
     verbose_name = "commandbus"
+    default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
         checks.register(check_databases, checks.Tags.database, deploy=False)

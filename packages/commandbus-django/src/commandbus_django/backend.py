@@ -30,8 +30,8 @@ from commandbus_django._compat import (
 )
 from commandbus_django._connection import callers_connection, unsupported_reason
 from commandbus_django._handles import handles_for
-from commandbus_django._uncommitted import note_enqueued
 from commandbus_django._options import BackendOptions, check_task_option, our_priority
+from commandbus_django._uncommitted import note_enqueued
 
 __all__ = ["CommandBusBackend", "CommandBusTask", "declared_tasks"]
 
@@ -180,9 +180,7 @@ class CommandBusBackend(BaseTaskBackend):  # type: ignore[misc]
             raise TaskResultDoesNotExist(result_id) from None
         settings = self.settings
         handles = handles_for(settings.database, settings.schema)
-        found = handles.runtime.run(
-            _results.read, handles.bus.bus, command_id, sorted(self.queues)
-        )
+        found = handles.runtime.run(_results.read, handles.bus.bus, command_id, sorted(self.queues))
         if found is None:
             raise TaskResultDoesNotExist(result_id)
         return _results.task_result(self.alias, *found)
@@ -191,4 +189,4 @@ class CommandBusBackend(BaseTaskBackend):  # type: ignore[misc]
 def _delay(run_after: datetime | None) -> float | None:
     if run_after is None:
         return None
-    return max(0.0, (run_after - timezone.now()).total_seconds())
+    return max(0.0, float((run_after - timezone.now()).total_seconds()))

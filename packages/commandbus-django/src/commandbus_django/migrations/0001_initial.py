@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import migrations
 
@@ -14,9 +14,9 @@ def create_schemas(apps: Any, schema_editor: Any) -> None:
     migrate_schemas(schema_editor.connection.alias)
 
 
-class Migration(migrations.Migration):
+class Migration(migrations.Migration):  # type: ignore[misc]
     initial = True
-    dependencies: list[tuple[str, str]] = []
-    operations = [
+    dependencies: ClassVar[list[tuple[str, str]]] = []
+    operations: ClassVar[list[Any]] = [
         migrations.RunPython(create_schemas, migrations.RunPython.noop, elidable=False),
     ]

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -24,9 +24,10 @@ from commandbus_django._connection import conninfo
 from commandbus_django.worker import BACKEND_ENV, QUEUES_ENV
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]
     help = (__doc__ or "").strip().splitlines()[0]
-    requires_system_checks: list[str] = []  # `health` must answer even with a bad setting
+    # `health` must answer even with a bad setting.
+    requires_system_checks: ClassVar[list[str]] = []
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
@@ -56,7 +57,9 @@ class Command(BaseCommand):
         with _environment(env):
             status = commandbus_main(["--schema", backend.settings.schema, *argv])
         if status:
-            raise CommandError(f"commandbus {argv[0]} exited with status {status}", returncode=status)
+            raise CommandError(
+                f"commandbus {argv[0]} exited with status {status}", returncode=status
+            )
 
 
 def worker_argv(backend: Any, given: list[str]) -> tuple[list[str], list[str]]:
