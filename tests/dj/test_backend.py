@@ -144,3 +144,21 @@ def test_priorities_map_onto_ten_bands_higher_first() -> None:
 @pytest.fixture(autouse=True)
 def _fresh_calls() -> None:
     tasks.CALLS.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("clean_tasks")
+def test_nothing_keeps_a_connection_to_the_test_database() -> None:
+    """What blocks DROP DATABASE at the end of a test run: connections left open by a
+    cached pool. Enqueue, run, read results: only Django's own connection remains."""
+    from django.db import connection
+
+    result = tasks.add.enqueue(1, 2)
+    run_tasks()
+    tasks.add.get_result(result.id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone() == (0,)

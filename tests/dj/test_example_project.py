@@ -108,7 +108,9 @@ def site(fresh_database: str, tmp_path: Path) -> Iterator[Site]:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     running = Site(env, free_port(), tmp_path)
     running.manage("migrate", "--noinput")
-    running.manage("createsuperuser", "--noinput", "--username", "ada", "--email", "ada@example.com")
+    running.manage(
+        "createsuperuser", "--noinput", "--username", "ada", "--email", "ada@example.com"
+    )
     processes = []
     try:
         for name, args in (
