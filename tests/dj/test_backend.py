@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -151,14 +152,25 @@ def _fresh_calls() -> None:
 def test_nothing_keeps_a_connection_to_the_test_database() -> None:
     """What blocks DROP DATABASE at the end of a test run: connections left open by a
     cached pool. Enqueue, run, read results: only Django's own connection remains."""
+    import time
+
     from django.db import connection
 
     result = tasks.add.enqueue(1, 2)
     run_tasks()
     tasks.add.get_result(result.id)
+    deadline = time.monotonic() + 10  # a closed connection's server process exits soon after
+    while others(connection) != 0:
+        assert time.monotonic() < deadline, "a connection to the test database stays open"
+        time.sleep(0.05)
+
+
+def others(connection: Any) -> int:
+    """Sessions on the test database besides Django's own."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-        assert cursor.fetchone() == (0,)
+        (count,) = cursor.fetchone()
+    return int(count)

@@ -76,6 +76,20 @@ def test_a_failure_keeps_its_exception_and_traceback(backend: str) -> None:
         result.return_value  # noqa: B018
 
 
+async def test_async_enqueue_and_refresh(backend: str) -> None:
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    try:
+        result = await tasks.add.using(backend=backend).aenqueue(5, 6)
+        if backend == "default":
+            await sync_to_async(run_tasks, thread_sensitive=False)()
+            await result.arefresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 11
+    finally:  # Django's connection of the thread aenqueue ran in (as ASGI requests do)
+        await sync_to_async(connections.close_all)()
+
+
 def test_a_task_that_takes_context_gets_its_attempt(backend: str) -> None:
     result = run(backend, tasks.attempt_number)
     assert result.return_value == {"attempt": 1, "id": result.id}

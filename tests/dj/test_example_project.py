@@ -114,7 +114,8 @@ def site(fresh_database: str, tmp_path: Path) -> Iterator[Site]:
     processes = []
     try:
         for name, args in (
-            ("worker", ["commandbus", "worker", "--concurrency", "2"]),
+            # --processes: a supervised worker process, which sets Django up itself
+            ("worker", ["commandbus", "worker", "--concurrency", "2", "--processes", "1"]),
             ("server", ["runserver", "--noreload", running.base.removeprefix("http://")]),
         ):
             log = (tmp_path / f"{name}.log").open("w")

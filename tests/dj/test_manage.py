@@ -60,6 +60,17 @@ def test_the_worker_serves_the_backends_queues_with_its_settings() -> None:
     assert argv[-4:] == ["--domain", "emails=3", "--processes", "2"]
 
 
+def test_workers_declare_each_tasks_timeout_and_limit() -> None:
+    from commandbus_django.worker import build_registry
+
+    registry = build_registry()
+    assert registry.domains() == {"default", "emails"}
+    assert registry.max_running("default") == {"dj.shop.tasks.limited": 2}
+    assert registry.timeout("emails", "dj.shop.tasks.slow") == 0.5
+    assert registry.get("default", "dj.shop.tasks.add") is not None
+    assert registry.get("default", "dj.shop.tasks.no_such_task") is None
+
+
 def test_periodic_tasks_become_schedules() -> None:
     from commandbus_django.worker import build_schedules
 

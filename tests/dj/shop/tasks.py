@@ -81,6 +81,11 @@ def slow() -> None:
     time.sleep(3)
 
 
+@task(max_running=2)
+def limited() -> None:
+    return None
+
+
 @task
 def nightly() -> str:
     return "report"

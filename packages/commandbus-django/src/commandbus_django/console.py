@@ -48,9 +48,9 @@ def operator_of(user: Any) -> str | None:
     return None
 
 
-@csrf_exempt
+@csrf_exempt  # type: ignore[untyped-decorator]
 def console_view(request: HttpRequest, subpath: str = "") -> HttpResponse:
-    user = request.user  # type: ignore[attr-defined]
+    user = request.user
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     if not (user.is_active and user.is_staff):
