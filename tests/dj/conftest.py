@@ -68,15 +68,21 @@ if not settings.configured:
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(commandbus_database_url: str) -> None:
-    """Point Django at the session's server before pytest-django makes its database."""
+def django_db_modify_db_settings(
+    commandbus_database_url: str, request: pytest.FixtureRequest
+) -> None:
+    """Point Django at the session's server before pytest-django makes its database:
+    one test database per xdist worker (``test_<db>_gw0``), as pytest-django names them."""
     info = psycopg.conninfo.conninfo_to_dict(commandbus_database_url)
+    name = str(info.get("dbname", "postgres"))
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
     settings.DATABASES["default"].update(
-        NAME=info.get("dbname", "postgres"),
+        NAME=name,
         USER=info.get("user", ""),
         PASSWORD=info.get("password", ""),
         HOST=info.get("host", ""),
         PORT=str(info.get("port", "")),
+        TEST={"NAME": f"test_{name}_{worker}" if worker else f"test_{name}"},
     )
 
 

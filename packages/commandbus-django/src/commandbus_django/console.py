@@ -27,6 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 
@@ -63,13 +64,17 @@ def console_view(request: HttpRequest, subpath: str = "") -> HttpResponse:
 
 
 def _console(request: HttpRequest) -> tuple[Any, Any]:
-    """The console app of the default task backend's database and schema (one per
-    process), and the runtime it runs on."""
-    from commandbus_django._compat import task_backends
+    """The console app of the commandbus task backend's database and schema (the
+    ``default`` one if it is commandbus's, else the first; one app per process), and the
+    runtime it runs on."""
     from commandbus_django._handles import handles_for
+    from commandbus_django.apps import our_backends
     from commandbus_web import create_app
 
-    backend_settings = task_backends["default"].settings
+    backends = our_backends()
+    if not backends:
+        raise ImproperlyConfigured("the commandbus console needs a commandbus_django backend")
+    backend_settings = backends.get("default", next(iter(backends.values()))).settings
     handles = handles_for(backend_settings.database, backend_settings.schema)
     key = (backend_settings.database, backend_settings.schema, str(id(handles.pool)))
     with _lock:
