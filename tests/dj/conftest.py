@@ -76,14 +76,16 @@ def django_db_modify_db_settings(
     info = psycopg.conninfo.conninfo_to_dict(commandbus_database_url)
     name = str(info.get("dbname", "postgres"))
     worker = getattr(request.config, "workerinput", {}).get("workerid")
-    settings.DATABASES["default"].update(
+    database = settings.DATABASES["default"]
+    database.update(
         NAME=name,
         USER=info.get("user", ""),
         PASSWORD=info.get("password", ""),
         HOST=info.get("host", ""),
         PORT=str(info.get("port", "")),
-        TEST={"NAME": f"test_{name}_{worker}" if worker else f"test_{name}"},
     )
+    # (the TEST dict Django filled in: keep its other keys)
+    database.setdefault("TEST", {})["NAME"] = f"test_{name}_{worker}" if worker else f"test_{name}"
 
 
 @pytest.fixture
