@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import psycopg
 import pytest
+from django.apps import apps
 from django.conf import settings
 
 if not settings.configured:
@@ -65,6 +67,10 @@ if not settings.configured:
             },
         },
     )
+
+
+if not apps.ready:  # pytest-django sets Django up only if it was configured before this file
+    django.setup()  # was imported (as when tests/dj is the path given), not during collection
 
 
 @pytest.fixture(scope="session")
