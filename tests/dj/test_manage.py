@@ -87,3 +87,23 @@ def test_a_database_that_is_not_postgresql_fails_the_system_check() -> None:
     assert error.id == "commandbus.E001"
     assert "sqlite" in error.msg and "PostgreSQL" in error.msg
     assert check_databases() == []  # the suite's own backend: PostgreSQL on psycopg 3
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"MAX_ATEMPTS": 3}, "unknown keys ['MAX_ATEMPTS']"),
+        ({"MAX_ATTEMPTS": 0}, "whole number >= 1"),
+        ({"BACKOFF": "10,60"}, "BACKOFF must be a non-empty list"),
+        ({"TIMEOUT": -1}, "more than 0 seconds"),
+        ({"SCHEDULES": [{"task": "x.y"}]}, "'cron' or 'every'"),
+    ],
+)
+def test_bad_options_are_refused_with_what_is_wrong(options: dict[str, object], says: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from commandbus_django._options import BackendOptions
+
+    with pytest.raises(ImproperlyConfigured) as caught:
+        BackendOptions.parse("default", options)
+    assert says in str(caught.value) and "TASKS['default']['OPTIONS']" in str(caught.value)
