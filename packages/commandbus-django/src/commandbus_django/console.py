@@ -6,11 +6,13 @@ to say: a signed-in **staff** user reads; a user with the permission
 under their Django username. Others are sent to ``LOGIN_URL`` (anonymous) or refused
 (403).
 
-The seam with the console is its public ``auth`` callable: this view decides the
-operator from Django's session and hands it to the console in the ASGI scope
-(``commandbus_django.operator``); the console's ``auth`` only reads it back. The
-console's own CSRF protection (signed double submit, Origin check) guards its forms, so
-the view is exempt from Django's, which would not know the console's token.
+The seam with the console is its public ``auth`` callable: this view decides the user
+from Django's session (a ``commandbus_web.User``: a viewer, or an operator with the
+permission) and hands it to the console in the ASGI scope (``commandbus_django.user``);
+the console's ``auth`` only reads it back, and its default ``authorize`` lets viewers
+view and operators act. The console's own CSRF protection (a token bound to the user,
+Origin and Referer checks) guards its forms, so the view is exempt from Django's, which
+would not know the console's token.
 
 The console runs on the process's commandbus runtime (one event loop thread): each
 request is handed to it as an ASGI call, and its response returned as Django's.
@@ -31,22 +33,24 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 
-__all__ = ["OPERATE_PERMISSION", "console_view", "operator_of"]
+__all__ = ["OPERATE_PERMISSION", "console_view", "console_user"]
 
 #: The permission to act (retry, resolve, cancel, ...), as ``user.has_perm`` takes it.
 OPERATE_PERMISSION = "commandbus.operate_console"
-#: Where this view puts the operator (or None: read-only) in the console's ASGI scope.
-SCOPE_KEY = "commandbus_django.operator"
+#: Where this view puts the signed-in user in the console's ASGI scope.
+SCOPE_KEY = "commandbus_django.user"
 
 _lock = threading.Lock()
 _apps: dict[tuple[str, str, str], Any] = {}
 
 
-def operator_of(user: Any) -> str | None:
-    """The operator a Django user acts as: their username, if they may act."""
-    if user.is_active and user.has_perm(OPERATE_PERMISSION):
-        return str(user.get_username())
-    return None
+def console_user(user: Any) -> Any:
+    """The console's user for a Django staff user: an operator (their username in the
+    audit trail) with the permission, else a viewer."""
+    from commandbus_web import Role, User
+
+    role = Role.OPERATOR if user.has_perm(OPERATE_PERMISSION) else Role.VIEWER
+    return User(str(user.get_username()), role)
 
 
 @csrf_exempt  # type: ignore[untyped-decorator]
@@ -58,7 +62,7 @@ def console_view(request: HttpRequest, subpath: str = "") -> HttpResponse:
         return HttpResponseForbidden("the commandbus console is for staff users")
     app, runtime = _console(request)
     prefix = request.path[: len(request.path) - len(subpath)].rstrip("/")
-    scope = _scope(request, prefix, subpath, operator_of(user))
+    scope = _scope(request, prefix, subpath, console_user(user))
     status, headers, body = runtime.run(_call, app, scope, request.body)
     return _response(status, headers, body)
 
@@ -83,17 +87,16 @@ def _console(request: HttpRequest) -> tuple[Any, Any]:
             app = _apps[key] = create_app(
                 handles.pool,  # a null pool: no connection idles between requests
                 schema=handles.schema,
-                auth=_scope_operator,
+                auth=_scope_user,
                 secret=_secret(),
                 title=getattr(settings, "COMMANDBUS_CONSOLE_TITLE", "commandbus"),
             )
     return app, handles.runtime
 
 
-def _scope_operator(request: Any) -> str | None:
-    """The console's ``auth``: the operator :func:`console_view` decided."""
-    found = request.scope.get(SCOPE_KEY)
-    return found if isinstance(found, str) else None
+def _scope_user(request: Any) -> Any:
+    """The console's ``auth``: the user :func:`console_view` decided."""
+    return request.scope.get(SCOPE_KEY)
 
 
 def _secret() -> bytes:
@@ -101,7 +104,7 @@ def _secret() -> bytes:
     return hmac.new(settings.SECRET_KEY.encode(), b"commandbus-console", hashlib.sha256).digest()
 
 
-def _scope(request: HttpRequest, prefix: str, subpath: str, operator: str | None) -> dict[str, Any]:
+def _scope(request: HttpRequest, prefix: str, subpath: str, user: Any) -> dict[str, Any]:
     path = f"{prefix}/{subpath}"
     host, _, port = request.get_host().partition(":")
     default_port = 443 if request.is_secure() else 80
@@ -118,7 +121,7 @@ def _scope(request: HttpRequest, prefix: str, subpath: str, operator: str | None
         "headers": _headers(request),
         "client": (request.META.get("REMOTE_ADDR") or "", 0),
         "server": (host, int(port) if port.isdigit() else default_port),
-        SCOPE_KEY: operator,
+        SCOPE_KEY: user,
     }
 
 
