@@ -49,6 +49,9 @@ BAD_NAMES = [
     "tab\t",
     "trailing-newline\n",
     "x" * 129,
+    ".",  # a path segment, not a name: the console's links would resolve it
+    "..",
+    "...",
     None,
     42,
 ]

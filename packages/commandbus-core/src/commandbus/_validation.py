@@ -52,7 +52,8 @@ _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def check_name(field: str, value: object) -> str:
-    """Domains, command types and queue names: ``[A-Za-z0-9_.-]``, 1..128 characters."""
+    """Domains, command types and queue names: ``[A-Za-z0-9_.-]``, 1..128 characters, not
+    only dots (``.`` and ``..`` would be read as paths in the console's links)."""
     if not isinstance(value, str):
         raise ValidationError(field, f"must be a string, got {type(value).__name__}")
     if not value:
@@ -61,6 +62,8 @@ def check_name(field: str, value: object) -> str:
         raise ValidationError(field, f"must be at most {MAX_NAME_LENGTH} characters")
     if not _NAME.fullmatch(value):
         raise ValidationError(field, f"{value!r} may contain only letters, digits, '_', '.', '-'")
+    if not value.strip("."):
+        raise ValidationError(field, f"{value!r} must not be only dots (it reads as a path)")
     return str.__str__(value)  # a plain str: a (str, Enum) member would format as "D.X"
 
 
