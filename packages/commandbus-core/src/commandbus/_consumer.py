@@ -19,6 +19,7 @@ from commandbus._errors import ConfigurationError, InvalidOperationError
 from commandbus._listener import listen
 from commandbus._registry import registered
 from commandbus._tasks import unless_stopped, wait_first
+from commandbus._validation import check_stop_timeout
 from commandbus.migrations import fail_if_not_migrated, verify_at_start
 
 __all__ = ["FETCH_STOP_GRACE_S", "STOP_CLEANUP_S", "Consumer"]
@@ -161,6 +162,7 @@ class Consumer:
         lease expires. Returns once nothing of the consumer is left, except when called
         from its own in-flight work: it then only asks it to stop, and returns at once.
         """
+        timeout = check_stop_timeout(timeout)
         if not self._running:
             await asyncio.sleep(0)  # a run() task created just before us starts first
             if not self._running:

@@ -16,6 +16,7 @@ import logging
 from typing import ClassVar
 
 from commandbus._errors import InvalidOperationError
+from commandbus._validation import check_stop_timeout
 
 __all__ = ["RoundService"]
 
@@ -83,6 +84,7 @@ class RoundService:
 
     async def stop(self, timeout: float | None = 30) -> None:
         """Stop after the round in progress (cancelled after ``timeout`` seconds)."""
+        timeout = check_stop_timeout(timeout)
         if not self._running:
             await asyncio.sleep(0)  # a run() task created just before us starts first
             if not self._running:

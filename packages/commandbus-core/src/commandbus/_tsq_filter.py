@@ -13,7 +13,14 @@ from typing import Any
 
 from commandbus._errors import ValidationError
 from commandbus._tsq_types import TroubleshootingCursor, TroubleshootingFilter
-from commandbus._validation import check_datetime, check_name, check_text, require_uuid
+from commandbus._validation import (
+    MAX_BIGINT,
+    check_datetime,
+    check_int,
+    check_name,
+    check_text,
+    require_uuid,
+)
 
 __all__ = [
     "MAX_IDS",
@@ -27,12 +34,10 @@ MAX_IDS = 100_000
 
 
 def check_limit(value: object) -> int | None:
-    """None (no bound) or a positive integer."""
+    """None (no bound) or a positive integer (a bigint)."""
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError("limit", f"must be None or a positive integer, got {value!r}")
-    return int(value)
+    return check_int("limit", value, at_least=1, at_most=MAX_BIGINT)
 
 
 def filter_params(where: object, *, required: bool) -> dict[str, Any]:

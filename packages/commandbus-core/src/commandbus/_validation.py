@@ -14,22 +14,41 @@ from commandbus.models import CommandStatus
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "MAX_BIGINT",
+    "MAX_CHUNK_SIZE",
+    "MAX_CONCURRENCY",
+    "MAX_HANDLER_TIMEOUT_S",
+    "MAX_INT",
+    "MAX_INTERVAL_S",
+    "MAX_LEASE_S",
+    "MAX_POLL_INTERVAL_S",
+    "MAX_SECONDS",
+    "MAX_TEXT",
     "MAX_DELAY",
     "MAX_NAME_LENGTH",
     "DEFAULT_MAX_DATA_BYTES",
     "OWN_POOL",
     "OwnPool",
+    "check_age",
+    "check_concurrency",
     "check_conn",
     "check_data_size",
     "check_datetime",
     "check_delay",
+    "check_handler_timeout",
+    "check_int",
     "check_json_object",
     "check_max_attempts",
     "check_name",
+    "check_lease",
     "check_paging",
+    "check_poll_interval",
     "check_positive_int",
     "check_positive_seconds",
+    "check_seconds",
     "check_status",
+    "check_stop_timeout",
+    "check_text",
     "require_uuid",
     "check_schema",
     "check_uuid",
@@ -213,19 +232,119 @@ def check_paging(limit: object, offset: object) -> dict[str, int]:
     return {"limit": limit, "offset": offset}
 
 
-def check_positive_int(field: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(field, f"must be a positive integer, got {value!r}")
-    return value
+# -- ranges of the numeric settings ------------------------------------------------
+# One table of them for users: docs/operations.md, "Limits of every setting". Each check
+# refuses bools, NaN, infinities and integers beyond any float, and names the argument.
+
+#: Largest integer stored in an ``integer`` column (max_attempts, max_running).
+MAX_INT = 2**31 - 1
+#: Largest ``bigint`` (counts, limits and offsets that reach a query).
+MAX_BIGINT = 2**63 - 1
+#: Handlers of one worker (``concurrency``) and threads for plain ``def`` handlers.
+MAX_CONCURRENCY = 10_000
+#: The longest lease (``visibility_timeout``, ``extend_visibility``): a day. Longer work
+#: extends its lease as it goes, so that a crashed worker's command comes back in time.
+MAX_LEASE_S = 86_400.0
+#: The longest wait between polls (``poll_interval``) of workers and routers.
+MAX_POLL_INTERVAL_S = 3_600.0
+#: The longest run a handler may be given (``handler_timeout``, ``timeout=``): a week.
+MAX_HANDLER_TIMEOUT_S = 7 * 86_400.0
+#: The longest interval between rounds of a background service (pruner, scheduler),
+#: of a wait in a test helper, and of a stop's grace period.
+MAX_INTERVAL_S = 86_400.0
+#: Any other duration: ages, delays, backoff steps, schedule intervals (100 years, far
+#: inside what PostgreSQL's timestamptz and Python's datetime can add to now).
+MAX_SECONDS = MAX_DELAY.total_seconds()
+#: Most rows one retention statement deletes (``Retention.chunk_size``).
+MAX_CHUNK_SIZE = 100_000
 
 
-def check_positive_seconds(field: str, value: object) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ValidationError(field, f"must be a positive number of seconds, got {value!r}")
-    try:
-        return float(value)
-    except OverflowError:  # an int beyond any float, e.g. 10**400
-        raise ValidationError(field, "must be a number of seconds a float can hold") from None
+def _shown(value: object) -> str:
+    """``repr`` of a refused value, short (an int of 400 digits is not worth printing)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_int(field: str, value: object, *, at_least: int, at_most: int) -> int:
+    """An integer from ``at_least`` to ``at_most`` (a bool is not one)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not at_least <= value <= at_most:
+        raise ValidationError(
+            field, f"must be an integer from {at_least} to {at_most:,}, got {_shown(value)}"
+        )
+    return int(value)  # a plain int, also for an (int, Enum) member
+
+
+def check_positive_int(field: str, value: object, *, at_most: int = MAX_INT) -> int:
+    return check_int(field, value, at_least=1, at_most=at_most)
+
+
+def check_concurrency(field: str, value: object) -> int:
+    """Handlers or threads running at once: 1 to :data:`MAX_CONCURRENCY`."""
+    return check_int(field, value, at_least=1, at_most=MAX_CONCURRENCY)
+
+
+def check_seconds(field: str, value: object, *, at_most: float, zero: bool = False) -> float:
+    """A finite number of seconds, more than 0 (or 0 too with ``zero``), at most
+    ``at_most``; a timedelta is taken too."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float, e.g. 10**400
+            seconds = math.inf
+    else:
+        raise ValidationError(
+            field, f"must be a number of seconds (or a timedelta), got {type(value).__name__}"
+        )
+    low_ok = seconds >= 0 if zero else seconds > 0
+    if not (low_ok and seconds <= at_most):  # NaN fails both comparisons
+        low = "0 or more" if zero else "more than 0"
+        raise ValidationError(
+            field, f"must be {low} and at most {_seconds_text(at_most)}, got {_shown(value)}"
+        )
+    return seconds
+
+
+def _seconds_text(seconds: float) -> str:
+    """``86,400 seconds``; ``3,153,600,000 seconds (36,500 days)`` beyond a day."""
+    text = f"{seconds:,.0f} seconds" if seconds == int(seconds) else f"{seconds:g} seconds"
+    return text + (f" ({seconds / 86_400:,.0f} days)" if seconds > 86_400 else "")
+
+
+def check_positive_seconds(field: str, value: object, *, at_most: float = MAX_SECONDS) -> float:
+    return check_seconds(field, value, at_most=at_most)
+
+
+def check_lease(field: str, value: object) -> float:
+    """A lease: more than 0, at most :data:`MAX_LEASE_S` seconds."""
+    return check_seconds(field, value, at_most=MAX_LEASE_S)
+
+
+def check_poll_interval(value: object) -> float:
+    return check_seconds("poll_interval", value, at_most=MAX_POLL_INTERVAL_S)
+
+
+def check_handler_timeout(field: str, value: object) -> float:
+    return check_seconds(field, value, at_most=MAX_HANDLER_TIMEOUT_S)
+
+
+def check_stop_timeout(value: object) -> float | None:
+    """``stop(timeout)``: None (wait for in-flight work) or 0 to :data:`MAX_INTERVAL_S`."""
+    if value is None:
+        return None
+    return check_seconds("timeout", value, at_most=MAX_INTERVAL_S, zero=True)
+
+
+def check_age(field: str, value: object, *, at_least: float = 0.0) -> timedelta:
+    """A duration (a timedelta or seconds) more than 0 and at least ``at_least`` seconds,
+    at most :data:`MAX_DELAY`; returned as a timedelta."""
+    seconds = check_seconds(field, value, at_most=MAX_SECONDS)
+    if seconds < at_least:
+        raise ValidationError(
+            field, f"must be at least {at_least:g} second(s), got {_shown(value)}"
+        )
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
 
 
 #: Largest ``data`` of one command, in bytes of its JSON text, unless the bus says

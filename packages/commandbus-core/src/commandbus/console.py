@@ -36,6 +36,7 @@ from commandbus._tsq_types import (
 from commandbus._validation import (
     check_datetime,
     check_name,
+    check_positive_int,
     check_schema,
     check_status,
     check_uuid,
@@ -445,9 +446,8 @@ async def _rows_sql(conn: AsyncConnection[Any], query: bytes, params: Any) -> li
 
 
 def _positive(field: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(field, f"must be a positive integer, got {value!r}")
-    return value
+    """1 to 2**31 - 1: what statement_timeout (ms) takes, and far beyond any cap or series."""
+    return check_positive_int(field, value)
 
 
 def _page_size(limit: object) -> int:

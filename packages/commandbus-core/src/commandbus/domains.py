@@ -19,15 +19,11 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import _sql
 from commandbus._channels import command_channel
 from commandbus._db import autocommit_connection, fetch_all, fetch_one
-from commandbus._errors import ValidationError
-from commandbus._validation import check_name, check_schema
+from commandbus._validation import check_name, check_schema, check_text
 
 __all__ = ["PausedDomain", "list_paused", "pause_domain", "resume_domain"]
 
 log = logging.getLogger("commandbus.domains")
-
-#: Longest reason or operator name stored.
-_MAX_TEXT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +45,8 @@ async def pause_domain(
     """Stop the domain's workers from starting commands until :func:`resume_domain`."""
     params = {
         "domain": check_name("domain", domain),
-        "operator": _text("operator", operator),
-        "reason": _text("reason", reason),
+        "operator": check_text("operator", operator, optional=True),
+        "reason": check_text("reason", reason, optional=True),
     }
     async with autocommit_connection(pool) as conn:
         row = await fetch_one(conn, _sql.query("domain_pause", check_schema(schema)), params)
@@ -80,7 +76,7 @@ async def resume_domain(
         "domain": check_name("domain", domain),
         "channel": command_channel(schema, domain),
     }
-    operator = _text("operator", operator)
+    operator = check_text("operator", operator, optional=True)
     async with autocommit_connection(pool) as conn:
         rows = await fetch_all(conn, _sql.query("domain_resume", schema), params)
     if rows:
@@ -100,13 +96,3 @@ async def list_paused(
     async with autocommit_connection(pool) as conn:
         rows = await fetch_all(conn, _sql.query("domain_list_paused", check_schema(schema)), {})
     return [PausedDomain(*row) for row in rows]
-
-
-def _text(field: str, value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
-    if len(value) > _MAX_TEXT or "\x00" in value:
-        raise ValidationError(field, f"must be at most {_MAX_TEXT} characters, without NUL")
-    return value

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from psycopg import AsyncConnection
 
 from commandbus._errors import ConfigurationError, HandlerAlreadyRegisteredError
-from commandbus._validation import check_name, check_positive_int, check_positive_seconds
+from commandbus._validation import check_handler_timeout, check_name, check_positive_int
 from commandbus.models import Command
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class HandlerRegistry:
         key = (check_name("domain", domain), check_name("command_type", command_type))
         if not callable(fn):
             raise ConfigurationError(f"handler for {key} is not callable: {fn!r}")
-        seconds = None if timeout is None else check_positive_seconds("timeout", timeout)
+        seconds = None if timeout is None else check_handler_timeout("timeout", timeout)
         cap = None if max_running is None else check_positive_int("max_running", max_running)
         if key in self._handlers:
             raise HandlerAlreadyRegisteredError(*key)

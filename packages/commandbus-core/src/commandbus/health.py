@@ -24,7 +24,6 @@ report ends with the failing check).
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any
 
 import psycopg
@@ -33,9 +32,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _registry, _sql
 from commandbus._db import autocommit_connection, fetch_one
-from commandbus._errors import ValidationError
 from commandbus._store import fetch_workers
-from commandbus._validation import check_name, check_positive_seconds, check_schema
+from commandbus._validation import (
+    MAX_BIGINT,
+    MAX_INTERVAL_S,
+    MAX_SECONDS,
+    check_int,
+    check_name,
+    check_positive_seconds,
+    check_schema,
+    check_seconds,
+)
 from commandbus.migrations import applied_migrations, shipped_migrations
 from commandbus.models import HealthCheck, HealthReport
 
@@ -61,10 +68,14 @@ async def check_health(
     run = _Run(
         schema=check_schema(schema),
         domain=None if domain is None else check_name("domain", domain),
-        max_pending_age=_limit("max_pending_age", max_pending_age, float),
-        max_troubleshooting=_limit("max_troubleshooting", max_troubleshooting, int),
+        max_pending_age=None
+        if max_pending_age is None
+        else check_seconds("max_pending_age", max_pending_age, at_most=MAX_SECONDS, zero=True),
+        max_troubleshooting=None
+        if max_troubleshooting is None
+        else check_int("max_troubleshooting", max_troubleshooting, at_least=0, at_most=MAX_BIGINT),
     )
-    timeout = check_positive_seconds("timeout", timeout)
+    timeout = check_positive_seconds("timeout", timeout, at_most=MAX_INTERVAL_S)
     try:
         async with asyncio.timeout(timeout), autocommit_connection(pool) as conn:
             await run.all(conn)
@@ -182,18 +193,6 @@ class _Run:
         row = await fetch_one(conn, _sql.query(name, self.schema), params)
         assert row is not None  # aggregates always return a row
         return row
-
-
-def _limit(name: str, value: Any, kind: type[float] | type[int]) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError(name, f"must be a number, got {type(value).__name__}")
-    if kind is int and not isinstance(value, int):
-        raise ValidationError(name, f"must be an integer, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValidationError(name, f"must be a finite number >= 0, got {value!r}")
-    return kind(value)
 
 
 def _count(n: int, noun: str) -> str:

@@ -34,23 +34,18 @@ from commandbus import _sql
 from commandbus._db import autocommit_connection, fetch_all, fetch_one
 from commandbus._errors import ValidationError
 from commandbus._periodic import RoundService
-from commandbus._validation import check_positive_int, check_positive_seconds, check_schema
+from commandbus._validation import (
+    MAX_CHUNK_SIZE,
+    MAX_INTERVAL_S,
+    check_age,
+    check_positive_int,
+    check_positive_seconds,
+    check_schema,
+)
 
 __all__ = ["DEFAULT_RETENTION", "PruneResult", "Pruner", "Retention"]
 
 log = logging.getLogger("commandbus.pruner")
-
-
-def check_age(field: str, value: object) -> timedelta:
-    """A positive timedelta (or a positive number of seconds)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value > 0:
-            return timedelta(seconds=value)
-    elif isinstance(value, timedelta) and value > timedelta(0):
-        return value
-    raise ValidationError(
-        field, f"must be a positive timedelta (or number of seconds), got {value!r}"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +64,9 @@ class Retention:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "older_than", check_age("older_than", self.older_than))
-        object.__setattr__(self, "interval", check_positive_seconds("interval", self.interval))
-        check_positive_int("chunk_size", self.chunk_size)
+        interval = check_positive_seconds("interval", self.interval, at_most=MAX_INTERVAL_S)
+        object.__setattr__(self, "interval", interval)
+        check_positive_int("chunk_size", self.chunk_size, at_most=MAX_CHUNK_SIZE)
 
 
 #: What a Worker runs unless told otherwise: 7 days, a round a minute.

@@ -16,9 +16,8 @@ from psycopg_pool import AsyncConnectionPool
 from commandbus import _sql
 from commandbus._channels import reply_channel
 from commandbus._db import fetch_all
-from commandbus._errors import ValidationError
 from commandbus._handler_conn import HandlerConnection
-from commandbus._validation import check_delay, check_name, check_paging, check_schema
+from commandbus._validation import check_delay, check_lease, check_name, check_paging, check_schema
 from commandbus.models import Reply, ReplyOutcome
 
 __all__ = ["ReplyQueue", "read_replies"]
@@ -38,7 +37,7 @@ class ReplyQueue:
         self.pool = pool
         self.queue = check_name("queue", queue)
         self.schema = check_schema(schema)
-        self.visibility_timeout = _lease_seconds(visibility_timeout)
+        self.visibility_timeout = check_lease("visibility_timeout", visibility_timeout)
 
     @property
     def channel(self) -> str:
@@ -58,7 +57,7 @@ class ReplyQueue:
             "limit": check_paging(limit, 0)["limit"],
             "lease": self.visibility_timeout
             if visibility_timeout is None
-            else _lease_seconds(visibility_timeout),
+            else check_lease("visibility_timeout", visibility_timeout),
         }
         rows = await self._run("read_replies", params, conn)
         return [_reply(row) for row in rows]
@@ -107,16 +106,6 @@ async def read_replies(
     return await ReplyQueue(pool, queue, schema=schema).read(
         limit, visibility_timeout=visibility_timeout
     )
-
-
-def _lease_seconds(value: object) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not 0 < value < float("inf")
-    ):
-        raise ValidationError("visibility_timeout", f"must be a positive number, got {value!r}")
-    return float(value)
 
 
 def _reply(row: Sequence[Any]) -> Reply:

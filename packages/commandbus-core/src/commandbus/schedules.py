@@ -19,7 +19,6 @@ ticks before it existed.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -34,6 +33,8 @@ from commandbus._db import autocommit_connection, fetch_all, fetch_one
 from commandbus._errors import DuplicateCommandError, ValidationError
 from commandbus._periodic import RoundService
 from commandbus._validation import (
+    MAX_INTERVAL_S,
+    check_age,
     check_max_attempts,
     check_name,
     check_positive_seconds,
@@ -94,18 +95,10 @@ class Schedule:
         if self.cron is not None:
             _check_cron(self.cron, zone)
         else:
-            every = self.every
-            if isinstance(every, timedelta):
-                every = every.total_seconds()
-            if isinstance(every, bool) or not isinstance(every, int | float):
-                raise ValidationError(
-                    "every", f"must be a timedelta or seconds, got {type(self.every).__name__}"
-                )
-            if not math.isfinite(every) or every < 1:
-                raise ValidationError("every", f"must be at least 1 second, got {self.every!r}")
+            every = check_age("every", self.every, at_least=1)
             if self.tz != "UTC":
                 raise ValidationError("tz", "applies to cron= only (every= ticks in UTC)")
-            object.__setattr__(self, "every", timedelta(seconds=every))
+            object.__setattr__(self, "every", every)
         if self.missed not in ("latest", "skip"):
             raise ValidationError("missed", f"must be 'latest' or 'skip', got {self.missed!r}")
         if self.max_attempts is not None:
@@ -198,7 +191,7 @@ class Scheduler(RoundService):
         self.pool = pool
         self.schema = check_schema(schema)
         self.schedules = check_schedules(schedules)
-        self.max_wait = check_positive_seconds("max_wait", max_wait)
+        self.max_wait = check_positive_seconds("max_wait", max_wait, at_most=MAX_INTERVAL_S)
         self._now = now if now is not None else _utc_now
         self._bus = CommandBus(pool, schema=self.schema)
         #: Last tick known taken, per schedule (None: register it first).

@@ -42,8 +42,11 @@ from commandbus._outcomes import (
 from commandbus._registry import member_id
 from commandbus._tasks import unless_stopped
 from commandbus._validation import (
+    check_concurrency,
+    check_handler_timeout,
+    check_lease,
     check_name,
-    check_positive_int,
+    check_poll_interval,
     check_positive_seconds,
     check_schema,
 )
@@ -99,9 +102,9 @@ class Worker(Consumer):
         self.pool = pool
         self.domain = check_name("domain", domain)
         self.registry = registry
-        self.concurrency = check_positive_int("concurrency", concurrency)
-        self.visibility_timeout = check_positive_seconds("visibility_timeout", visibility_timeout)
-        self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
+        self.concurrency = check_concurrency("concurrency", concurrency)
+        self.visibility_timeout = check_lease("visibility_timeout", visibility_timeout)
+        self.poll_interval = check_poll_interval(poll_interval)
         self.retry_policy = retry_policy or RetryPolicy()
         # A policy's max_attempts given here cannot change commands' budgets (fixed when
         # sent): said once, at the first command whose budget differs (see _start).
@@ -111,14 +114,14 @@ class Worker(Consumer):
         self.thread_pool_size = (
             self.concurrency
             if thread_pool_size is None
-            else check_positive_int("thread_pool_size", thread_pool_size)
+            else check_concurrency("thread_pool_size", thread_pool_size)
         )
         self.schema = check_schema(schema)
         #: Seconds a handler may run, for handlers registered without their own timeout.
         self.handler_timeout = (
             None
             if handler_timeout is None
-            else check_positive_seconds("handler_timeout", handler_timeout)
+            else check_handler_timeout("handler_timeout", handler_timeout)
         )
         #: Deletes finished work older than ``retention.older_than`` while the worker runs
         #: (one pruner at a time does the work across processes); None: ``retention=None``.

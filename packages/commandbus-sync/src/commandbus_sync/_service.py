@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Protocol
 
 from commandbus import InvalidOperationError
-from commandbus._validation import check_positive_int
+from commandbus._validation import check_concurrency, check_stop_timeout
 from commandbus.worker import current_worker
 from commandbus_sync._call import TaskHandle
 from commandbus_sync._errors import AsyncContextError
@@ -106,6 +106,7 @@ class ServiceRunner:
         Called from one of the service's own handlers (a plain-``def`` handler's thread),
         it only asks the service to stop: waiting for that handler would never end."""
         self._check_caller("stop")
+        timeout = check_stop_timeout(timeout)
         handle = self._handle
         if handle is None:
             return
@@ -189,9 +190,9 @@ class ServiceFacade(Facade):
         return self._runner.running
 
     def _start(self, *, block: bool, **overrides: int | None) -> None:
-        """Run the service; ``overrides`` (positive ints, None = keep) are set on it on the
-        loop, once it is known not to be running."""
-        given = {k: check_positive_int(k, v) for k, v in overrides.items() if v is not None}
+        """Run the service; ``overrides`` (concurrency, thread_pool_size; None = keep) are
+        set on it on the loop, once it is known not to be running."""
+        given = {k: check_concurrency(k, v) for k, v in overrides.items() if v is not None}
         service = self._target
 
         def configure() -> None:

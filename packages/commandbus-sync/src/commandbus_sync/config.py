@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from commandbus import ValidationError
-from commandbus._validation import check_positive_int
+from commandbus._validation import check_concurrency
 from commandbus_sync.runtime import SyncRuntime, set_default_runtime
 
 __all__ = [
@@ -35,7 +35,7 @@ def configure(*, runtime: SyncRuntime | None = None, thread_pool_size: int | Non
     size = (
         None
         if thread_pool_size is None
-        else check_positive_int("thread_pool_size", thread_pool_size)
+        else check_concurrency("thread_pool_size", thread_pool_size)
     )
     if runtime is not None:
         if not isinstance(runtime, SyncRuntime):
@@ -64,4 +64,4 @@ def configured_thread_pool_size() -> int | None:
         value = int(raw.strip())
     except ValueError:
         raise ValidationError(ENV_THREADS, f"must be a positive integer, got {raw!r}") from None
-    return check_positive_int(ENV_THREADS, value)
+    return check_concurrency(ENV_THREADS, value)

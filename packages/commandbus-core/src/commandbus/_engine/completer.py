@@ -25,7 +25,7 @@ from commandbus._db import autocommit_connection
 from commandbus._errors import InvalidOperationError
 from commandbus._observe import finished_event, log_outcome
 from commandbus._outcomes import Lease, Outcome, finish_params
-from commandbus._validation import check_positive_seconds
+from commandbus._validation import check_lease
 from commandbus.hooks import Hooks
 
 __all__ = ["FINISHERS", "Completer"]
@@ -210,7 +210,7 @@ class Completer:
         """``ctx.extend_visibility``: the extension commits now to be seen by other
         workers: on the handler's own connection only while it has no transaction
         open, else on a pool connection."""
-        seconds = check_positive_seconds("seconds", seconds)
+        seconds = check_lease("seconds", seconds)
         params = {
             "command_id": lease.command.command_id,
             "domain": self._domain,

@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import math
 import os
 import uuid
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
+
+from commandbus._errors import ValidationError
+from commandbus._validation import (
+    MAX_BIGINT,
+    MAX_INT,
+    MAX_SECONDS,
+    check_concurrency,
+    check_int,
+    check_seconds,
+    check_text,
+)
 
 __all__ = [
     "Parser",
@@ -17,11 +27,24 @@ __all__ = [
     "UsageError",
     "add_operator",
     "add_paging",
+    "add_reason",
+    "checked",
     "common_options",
+    "concurrency_arg",
+    "int_range",
     "json_object",
+    "non_negative_int",
+    "non_negative_seconds",
+    "port",
     "positive_int",
+    "seconds",
+    "seconds_range",
+    "text_arg",
     "uuid_arg",
 ]
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 #: What every command module stores in ``args.run``: it returns the exit code.
 Run = Callable[[argparse.Namespace], int]
@@ -75,9 +98,20 @@ def add_paging(parser: argparse.ArgumentParser, limit: int = 50) -> None:
 def add_operator(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--operator",
-        default=_current_user(),
+        type=text_arg("operator"),
+        default=_current_user(),  # a string default goes through `type` too
         help="name recorded in the audit trail (default: $USER)",
     )
+
+
+def add_reason(parser: argparse.ArgumentParser, *, required: bool, help: str) -> None:
+    parser.add_argument("--reason", type=text_arg("reason"), required=required, help=help)
+
+
+def text_arg(field: str) -> Callable[[str], str]:
+    """Free text for the audit trail, checked as the core checks it (one check for all:
+    not blank, no NUL, no undecodable bytes, at most 4096 characters)."""
+    return checked(str, lambda value: str(check_text(field, value, optional=False)))
 
 
 def uuid_arg(text: str) -> uuid.UUID:
@@ -99,38 +133,54 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def checked(parse: Callable[[str], T], check: Callable[[T], U]) -> Callable[[str], U]:
+    """An argparse type: ``parse`` the text, then apply the core's ``check`` to it, so that
+    a flag has the range (and the words) of the argument it sets (docs/operations.md,
+    "Limits of every setting"); argparse names the flag in the one-line error."""
+
+    def convert(text: str) -> U:
+        try:
+            return check(parse(text))
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
 
 
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def non_negative_seconds(text: str) -> float:
-    """A finite, non-negative number of seconds (``nan``, ``inf`` and ``-1`` are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number of seconds, 0 or more, got {text!r}"
-        )
-    return value
-
-
-def _int(text: str) -> int:
+def integer(text: str) -> int:
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def seconds(text: str) -> float:
+    """A number of seconds as written (its range is checked afterwards)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def int_range(at_least: int, at_most: int) -> Callable[[str], int]:
+    return checked(integer, lambda v: check_int("value", v, at_least=at_least, at_most=at_most))
+
+
+def seconds_range(at_most: float, *, zero: bool) -> Callable[[str], float]:
+    return checked(seconds, lambda v: check_seconds("value", v, at_most=at_most, zero=zero))
+
+
+#: 1 to 2**31 - 1 (an integer column's range): counts, limits, attempts.
+positive_int = int_range(1, MAX_INT)
+#: 0 to 2**63 - 1 (a bigint): offsets, thresholds.
+non_negative_int = int_range(0, MAX_BIGINT)
+#: Finite seconds, 0 or more, at most 100 years (``nan``, ``inf`` and ``-1`` are refused).
+non_negative_seconds = seconds_range(MAX_SECONDS, zero=True)
+#: A TCP port to listen on.
+port = int_range(1, 65_535)
+#: Handlers (or threads) at once: the range of ``Worker(concurrency=...)``.
+concurrency_arg = checked(integer, lambda value: check_concurrency("concurrency", value))
 
 
 def _current_user() -> str | None:

@@ -30,6 +30,10 @@ def resolve_dsn(args: argparse.Namespace) -> str:
     if not dsn:
         raise UsageError("no database given: pass --dsn or set DATABASE_URL")
     try:
+        dsn.encode()
+    except UnicodeEncodeError:  # bytes of no encoding in the argument or the variable
+        raise UsageError("--dsn (or DATABASE_URL) is not UTF-8 text") from None
+    try:
         conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise UsageError(f"--dsn is not a valid connection string: {exc}") from None

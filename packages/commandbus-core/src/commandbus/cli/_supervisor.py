@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from commandbus.cli._args import UsageError, positive_int
+from commandbus.cli._args import UsageError, concurrency_arg, int_range
 
 __all__ = ["SLOT_ENV", "Slot", "Supervisor", "add_arguments", "supervise", "wanted"]
 
@@ -50,14 +50,16 @@ BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 30.0
 #: After the second signal, how long children get before SIGKILL.
 FORCE_GRACE_S = 5.0
+#: Most processes per domain (``--processes``).
+MAX_PROCESSES = 1_000
 
 
 def domain_spec(text: str) -> tuple[str, int | None]:
     """``payments`` or ``payments=20``."""
-    name, sep, concurrency = text.partition("=")
+    name, sep, given = text.partition("=")
     if not name:
         raise argparse.ArgumentTypeError(f"must be NAME or NAME=CONCURRENCY, got {text!r}")
-    return name, positive_int(concurrency) if sep else None
+    return name, concurrency_arg(given) if sep else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--processes",
-        type=positive_int,
+        type=int_range(1, MAX_PROCESSES),
         default=None,
         metavar="N",
         help="run and supervise N worker processes per domain: a crashed one is "

@@ -8,7 +8,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus.bus import CommandBus
-from commandbus.cli._args import Parser, add_operator, add_paging, uuid_arg
+from commandbus.cli._args import Parser, add_operator, add_paging, add_reason, uuid_arg
 from commandbus.cli._connect import with_pool
 from commandbus.cli._output import emit, fields, table
 from commandbus.models import CommandMetadata, CommandStatus
@@ -42,7 +42,7 @@ def add_parser(commands: Any, common: Parser) -> None:
     )
     cancel.add_argument("domain", metavar="DOMAIN")
     cancel.add_argument("command_id", metavar="ID", type=uuid_arg)
-    cancel.add_argument("--reason", required=True, help="why (recorded in the audit trail)")
+    add_reason(cancel, required=True, help="why (recorded in the audit trail)")
     add_operator(cancel)
     cancel.set_defaults(run=with_pool(_cancel))
 

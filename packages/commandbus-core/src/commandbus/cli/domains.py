@@ -13,7 +13,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus._validation import check_schema
-from commandbus.cli._args import Parser, add_operator
+from commandbus.cli._args import Parser, add_operator, add_reason
 from commandbus.cli._connect import with_pool
 from commandbus.cli._output import emit, table
 from commandbus.domains import list_paused, pause_domain, resume_domain
@@ -28,7 +28,7 @@ def add_parser(commands: Any, common: Parser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pause.add_argument("domain", metavar="DOMAIN")
-    pause.add_argument("--reason", required=True, help="why (stored and logged)")
+    add_reason(pause, required=True, help="why (stored and logged)")
     add_operator(pause)
     pause.set_defaults(run=with_pool(_pause))
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus._validation import check_schema
-from commandbus.cli._args import Parser, positive_int
+from commandbus._validation import MAX_CHUNK_SIZE, MAX_DELAY, MAX_SECONDS, check_schema
+from commandbus.cli._args import Parser, int_range
 from commandbus.cli._connect import with_pool
 from commandbus.cli._output import emit, fields
 from commandbus.pruner import DEFAULT_RETENTION, Pruner, Retention
@@ -27,15 +27,18 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
 
 
 def duration(text: str) -> timedelta:
-    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` or sums like ``1d12h``; positive."""
+    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` or sums like ``1d12h``; more than
+    0 and at most 36500d (100 years, as every age and delay of the library)."""
     parts = _DURATION.findall(text.strip())
     if not parts or "".join(n + u for n, u in parts) != text.strip().replace(" ", ""):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a duration (e.g. 7d, 12h, 30m, 90s, 1d12h)"
         )
     seconds = sum(float(n) * _UNITS[u or "s"] for n, u in parts)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be longer than 0, got {text!r}")
+    if not 0 < seconds <= MAX_SECONDS:  # float("9" * 400) is inf: refused here too
+        raise argparse.ArgumentTypeError(
+            f"must be longer than 0 and at most {MAX_DELAY.days}d, got {text!r}"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -60,7 +63,7 @@ def add_parser(commands: Any, common: Parser) -> None:
     )
     parser.add_argument(
         "--chunk-size",
-        type=positive_int,
+        type=int_range(1, MAX_CHUNK_SIZE),
         default=DEFAULT_RETENTION.chunk_size,
         metavar="N",
         help=f"most rows per statement (default {DEFAULT_RETENTION.chunk_size})",

@@ -10,6 +10,7 @@ recorded in each command's audit trail with ``--operator`` (default $USER) and
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +20,11 @@ from commandbus.cli._args import (
     Parser,
     UsageError,
     add_operator,
+    add_reason,
     json_object,
     non_negative_int,
     positive_int,
+    text_arg,
     uuid_arg,
 )
 from commandbus.cli._connect import with_pool
@@ -37,6 +40,9 @@ from commandbus.troubleshooting import (
 )
 
 __all__ = ["add_parser", "point_in_time"]
+
+#: Looks like an age (digits and units), whatever its value.
+_DURATION_LIKE = re.compile(r"(?:\d+(?:\.\d+)?[smhdw]?\s*)+")
 
 #: The filter options and the TroubleshootingFilter fields they fill.
 _FILTERS = {
@@ -62,11 +68,14 @@ def point_in_time(text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         try:
-            return datetime.now(UTC) - duration(text)
-        except argparse.ArgumentTypeError:
+            age = duration(text)
+        except argparse.ArgumentTypeError as exc:
+            if _DURATION_LIKE.fullmatch(text.strip()):
+                raise  # an age out of range: say so
             raise argparse.ArgumentTypeError(
                 f"{text!r} is neither an ISO time (2026-01-31T08:00Z) nor an age (2h, 1d)"
-            ) from None
+            ) from exc
+        return datetime.now(UTC) - age
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
@@ -121,9 +130,7 @@ def add_parser(commands: Any, common: Parser) -> None:
             "--dry-run", action="store_true", help="with --all: list what would be acted on"
         )
         add_operator(parser)
-        parser.add_argument(
-            "--reason", required=action == "cancel", help="why (recorded in the audit trail)"
-        )
+        add_reason(parser, required=action == "cancel", help="why (recorded in the audit trail)")
         if action == "complete":
             parser.add_argument(
                 "--result", type=json_object, metavar="JSON", help="the command's result object"
@@ -134,8 +141,12 @@ def add_parser(commands: Any, common: Parser) -> None:
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domain")
     parser.add_argument("--type", dest="command_type", metavar="TYPE")
-    parser.add_argument("--error-type", metavar="NAME", help="e.g. TimeoutError")
-    parser.add_argument("--error-code", metavar="CODE", help="e.g. NO_HANDLER")
+    parser.add_argument(
+        "--error-type", type=text_arg("error_type"), metavar="NAME", help="e.g. TimeoutError"
+    )
+    parser.add_argument(
+        "--error-code", type=text_arg("error_code"), metavar="CODE", help="e.g. NO_HANDLER"
+    )
     parser.add_argument(
         "--since",
         type=point_in_time,

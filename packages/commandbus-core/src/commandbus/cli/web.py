@@ -20,7 +20,7 @@ from typing import Any
 
 from commandbus._errors import ConfigurationError
 from commandbus._validation import check_schema
-from commandbus.cli._args import Parser, positive_int
+from commandbus.cli._args import Parser, port
 from commandbus.cli._connect import resolve_dsn
 
 MISSING = 'the web console is not installed: pip install "commandbus[web]"'
@@ -35,7 +35,7 @@ def add_parser(commands: Any, common: Parser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=positive_int, default=8080, help="(default 8080)")
+    parser.add_argument("--port", type=port, default=8080, help="(default 8080)")
     parser.add_argument(
         "--auth-header",
         metavar="HEADER",

@@ -24,13 +24,17 @@ from typing import Any
 
 import psycopg
 
+from commandbus._validation import check_lease, check_stop_timeout
 from commandbus.cli import _supervisor
 from commandbus.cli._args import (
     Parser,
     UsageError,
-    non_negative_int,
+    checked,
+    concurrency_arg,
+    int_range,
     non_negative_seconds,
     positive_int,
+    seconds,
 )
 from commandbus.cli._connect import CONNECT_TIMEOUT, connect_kwargs, open_pool, resolve_dsn
 from commandbus.cli.retention import duration
@@ -61,17 +65,17 @@ def add_parser(commands: Any, common: Parser) -> None:
         help="module and its HandlerRegistry, e.g. shop.handlers:registry",
     )
     _supervisor.add_arguments(parser)  # --domain NAME[=CONCURRENCY] ..., --processes N
-    parser.add_argument("--concurrency", type=positive_int, default=10, help="(default 10)")
+    parser.add_argument("--concurrency", type=concurrency_arg, default=10, help="(default 10)")
     parser.add_argument(
         "--stop-timeout",
-        type=non_negative_seconds,
+        type=checked(seconds, check_stop_timeout),
         default=30.0,
         metavar="SECONDS",
         help="(default 30)",
     )
     parser.add_argument(
         "--visibility-timeout",
-        type=positive_seconds,
+        type=checked(seconds, lambda value: check_lease("visibility_timeout", value)),
         default=30.0,
         metavar="SECONDS",
         help="lease length: a command whose handler runs longer (without "
@@ -109,7 +113,7 @@ def add_parser(commands: Any, common: Parser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=concurrency_arg,
         default=None,
         metavar="N",
         help="threads for plain-def handlers (default: COMMAND_BUS_SYNC_THREADS with --sync, "
@@ -117,7 +121,7 @@ def add_parser(commands: Any, common: Parser) -> None:
     )
     parser.add_argument(
         "--metrics-port",
-        type=non_negative_int,
+        type=int_range(0, 65_535),
         default=None,
         metavar="PORT",
         help="serve Prometheus metrics on PORT (needs commandbus[prometheus])",
@@ -249,14 +253,6 @@ def _worker(
         hooks=_metrics_hooks(args),
         listen_conninfo=getattr(args, "listen_dsn", None),
     )
-
-
-def positive_seconds(text: str) -> float:
-    """A finite number of seconds above 0."""
-    value = non_negative_seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
-    return value
 
 
 def retention_age(text: str) -> timedelta | None:

@@ -19,7 +19,14 @@ from commandbus import _sql
 from commandbus._channels import reply_channel
 from commandbus._db import execute, fetch_all, fetch_one
 from commandbus._errors import InvalidOperationError, ValidationError
-from commandbus._validation import check_name, check_paging, check_schema, require_uuid
+from commandbus._validation import (
+    MAX_BIGINT,
+    check_int,
+    check_name,
+    check_paging,
+    check_schema,
+    require_uuid,
+)
 from commandbus.models import CommandStatus, ReplyOutcome
 from commandbus.process.models import ParkedReply, ProcessAuditEntry, ProcessInfo, ProcessStatus
 
@@ -107,9 +114,7 @@ def _check_status(value: object) -> str:
 
 
 def _check_parked_id(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError("parked_id", f"must be a positive integer, got {value!r}")
-    return value
+    return check_int("parked_id", value, at_least=1, at_most=MAX_BIGINT)
 
 
 def _process(row: Sequence[Any]) -> ProcessInfo:

@@ -35,9 +35,10 @@ from commandbus._db import execute, fetch_one
 from commandbus._errors import ConfigurationError, ValidationError
 from commandbus._registry import member_id
 from commandbus._validation import (
+    check_concurrency,
+    check_lease,
     check_name,
-    check_positive_int,
-    check_positive_seconds,
+    check_poll_interval,
     check_schema,
 )
 from commandbus.hooks import Hook, Hooks, ReplyRouted, Routing
@@ -80,9 +81,9 @@ class ProcessReplyRouter(Consumer):
         self.schema = check_schema(schema)
         #: Callables that see each reply routed (see :mod:`commandbus.hooks`).
         self.hooks = Hooks(hooks)
-        self.concurrency = check_positive_int("concurrency", concurrency)
-        self.visibility_timeout = check_positive_seconds("visibility_timeout", visibility_timeout)
-        self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
+        self.concurrency = check_concurrency("concurrency", concurrency)
+        self.visibility_timeout = check_lease("visibility_timeout", visibility_timeout)
+        self.poll_interval = check_poll_interval(poll_interval)
         self.use_notify = use_notify
         self.listen_conninfo = listen_conninfo
         self.retry_policy = retry_policy or RetryPolicy()
