@@ -163,7 +163,11 @@ async def test_an_expired_lease_waits_for_the_resume_too(
         ({"domain": "no spaces"}, "domain"),
         ({"reason": 42}, "reason"),
         ({"operator": b"bytes"}, "operator"),
-        ({"reason": "x" * 1001}, "reason"),
+        ({"reason": "x" * 4097}, "reason"),
+        ({"reason": "a\ud800b"}, "reason"),  # a lone surrogate: not UTF-8, not storable
+        ({"operator": "a\udcffb"}, "operator"),  # what os.fsdecode makes of a byte 0xff
+        ({"reason": "nul\x00"}, "reason"),
+        ({"operator": "  "}, "operator"),
     ],
 )
 async def test_bad_pause_input_names_the_argument(

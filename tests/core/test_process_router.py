@@ -226,12 +226,14 @@ async def test_a_reply_for_an_unknown_process_type_is_parked_then_retried(
     async with saga_env(pool, schema, worker=False, router=False) as env2:
         router = make_router(env2, managers=[env2.saga, GiftWrapSaga(env2.bus)])
         async with running_router(router):
-            await env2.repo.retry_parked_reply(parked.parked_id)
+            await env2.repo.retry_parked_reply(
+                parked.parked_id, operator="alice", reason="gift_wrap deployed"
+            )
             info = await env2.wait_status(process_id, ProcessStatus.COMPLETED)
     assert info.state == {"order_id": "g-1", "wrapped": True}
     assert await env2.repo.list_parked_replies() == []
     with pytest.raises(InvalidOperationError, match="no parked reply"):
-        await env2.repo.retry_parked_reply(parked.parked_id)
+        await env2.repo.retry_parked_reply(parked.parked_id, operator="alice")
 
 
 class FlakySaga(OrderSaga):
@@ -265,10 +267,10 @@ async def test_a_reply_whose_handling_keeps_failing_is_retried_then_parked(
     assert parked.traceback is not None and "state machine bug" in parked.traceback
     assert parked.read_count == 3
     assert await _replies_waiting(pool, schema) == 0
-    await env.repo.discard_parked_reply(parked.parked_id)
+    await env.repo.discard_parked_reply(parked.parked_id, operator="bob", reason="redone")
     assert await env.repo.list_parked_replies() == []
     with pytest.raises(InvalidOperationError):
-        await env.repo.discard_parked_reply(parked.parked_id)
+        await env.repo.discard_parked_reply(parked.parked_id, operator="bob", reason="again")
 
 
 async def test_a_reply_leased_more_often_than_allowed_is_parked_without_handling(

@@ -194,6 +194,6 @@ async def test_repository_rejects_bad_arguments(pool: AsyncConnectionPool, schem
     with pytest.raises(ValidationError, match="limit"):
         await repo.list("orders", limit=0)
     with pytest.raises(ValidationError, match="parked_id"):
-        await repo.retry_parked_reply(0)
+        await repo.retry_parked_reply(0, operator="alice")
     with pytest.raises(ValidationError, match="schema"):
         ProcessRepository(pool, schema="no-dashes")

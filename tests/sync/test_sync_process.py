@@ -273,7 +273,8 @@ def test_parked_replies_are_listed_retried_and_discarded_through_the_repository(
     assert parked.reason_code == "UNKNOWN_PROCESS"
     assert parked.outcome is ReplyOutcome.SUCCESS
 
-    repo.retry_parked_reply(parked.parked_id)  # still unknown: the router parks it again
+    # Still unknown: the router parks it again.
+    repo.retry_parked_reply(parked.parked_id, operator="alice", reason="try once more")
     (again,) = wait_until(
         lambda: [p for p in repo.list_parked_replies() if p.parked_id != parked.parked_id],
         what="the retried reply parked again",
@@ -281,14 +282,23 @@ def test_parked_replies_are_listed_retried_and_discarded_through_the_repository(
     assert again.command_id == command_id
     assert [p.parked_id for p in repo.list_parked_replies()] == [again.parked_id]
 
-    repo.discard_parked_reply(again.parked_id)
-    assert repo.list_parked_replies() == []
-    with pytest.raises(InvalidOperationError, match=f"no parked reply {again.parked_id}"):
-        repo.discard_parked_reply(again.parked_id)
-    with pytest.raises(InvalidOperationError, match=f"no parked reply {parked.parked_id}"):
-        repo.retry_parked_reply(parked.parked_id)
     with pytest.raises(ValidationError) as caught:
-        repo.retry_parked_reply(0)
+        repo.discard_parked_reply(again.parked_id, operator="alice", reason="a\ud800b")
+    assert caught.value.field == "reason"
+    repo.discard_parked_reply(again.parked_id, operator="alice", reason="a stray")
+    assert repo.list_parked_replies() == []
+    trail = sync_bus.get_audit_trail(command_id, domain=SAGA_DOMAIN)
+    acts = [e for e in trail if e.event_type.startswith("OPERATOR_REPLY")]
+    assert [(e.event_type, e.details["operator"], e.details["reason"]) for e in acts] == [
+        ("OPERATOR_REPLY_RETRY", "alice", "try once more"),
+        ("OPERATOR_REPLY_DISCARD", "alice", "a stray"),
+    ]
+    with pytest.raises(InvalidOperationError, match=f"no parked reply {again.parked_id}"):
+        repo.discard_parked_reply(again.parked_id, operator="alice", reason="again")
+    with pytest.raises(InvalidOperationError, match=f"no parked reply {parked.parked_id}"):
+        repo.retry_parked_reply(parked.parked_id, operator="alice")
+    with pytest.raises(ValidationError) as caught:
+        repo.retry_parked_reply(0, operator="alice")
     assert caught.value.field == "parked_id"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from commandbus import ValidationError
-from commandbus._validation import check_concurrency
+from commandbus._validation import MAX_CONCURRENCY, check_concurrency
 from commandbus_sync.runtime import SyncRuntime, set_default_runtime
 
 __all__ = [
@@ -63,5 +63,7 @@ def configured_thread_pool_size() -> int | None:
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ValidationError(ENV_THREADS, f"must be a positive integer, got {raw!r}") from None
+        raise ValidationError(
+            ENV_THREADS, f"must be an integer from 1 to {MAX_CONCURRENCY:,}, got {raw!r}"
+        ) from None
     return check_concurrency(ENV_THREADS, value)

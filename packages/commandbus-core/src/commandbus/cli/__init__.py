@@ -34,6 +34,7 @@ from commandbus.cli import (
     migrate,
     monitoring,
     processes,
+    replies,
     retention,
     schedules,
     stats,
@@ -68,7 +69,7 @@ def build_parser() -> Parser:
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options(suppress=True)
     for module in (
-        *(migrate, worker, commands, tsq, batches, processes, stats, workers, health),
+        *(migrate, worker, commands, tsq, batches, processes, replies, stats, workers, health),
         *(retention, schedules, domains),
         web,
         monitoring,

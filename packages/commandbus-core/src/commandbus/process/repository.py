@@ -9,6 +9,7 @@ acted upon here too.
 from __future__ import annotations
 
 import builtins
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -25,12 +26,15 @@ from commandbus._validation import (
     check_name,
     check_paging,
     check_schema,
+    check_text,
     require_uuid,
 )
 from commandbus.models import CommandStatus, ReplyOutcome
 from commandbus.process.models import ParkedReply, ProcessAuditEntry, ProcessInfo, ProcessStatus
 
 __all__ = ["ProcessRepository"]
+
+log = logging.getLogger("commandbus.process")
 
 
 class ProcessRepository:
@@ -81,24 +85,32 @@ class ProcessRepository:
         }
         return [_parked(row) for row in await self._fetch("parked_replies_list", params)]
 
-    async def retry_parked_reply(self, parked_id: int) -> None:
+    async def retry_parked_reply(
+        self, parked_id: int, *, operator: str, reason: str | None = None
+    ) -> None:
         """Put a parked reply back on its queue, deliverable now with a fresh attempt budget.
 
         Do this once the cause is fixed (e.g. a router that knows the process type runs).
+        Recorded in the audit trail of the command the reply answers
+        (``OPERATOR_REPLY_RETRY``, with ``operator`` and ``reason``) and logged.
         """
-        params = {"parked_id": _check_parked_id(parked_id)}
+        params = _action_params(parked_id, operator, reason, reason_required=False)
         async with self.pool.connection() as conn, conn.transaction():
             row = await fetch_one(conn, _sql.query("parked_reply_retry", self.schema), params)
             if row is None:
                 raise InvalidOperationError(f"no parked reply {parked_id}")
             channel = reply_channel(self.schema, row[1])
             await execute(conn, _sql.query("notify", self.schema), {"channel": channel})
+        _log_action("OPERATOR_REPLY_RETRY", params)
 
-    async def discard_parked_reply(self, parked_id: int) -> None:
-        """Drop a parked reply for good."""
-        params = {"parked_id": _check_parked_id(parked_id)}
+    async def discard_parked_reply(self, parked_id: int, *, operator: str, reason: str) -> None:
+        """Drop a parked reply for good. A reason is required, as for a cancel: what the
+        reply said is lost, and the audit trail of the command it answered
+        (``OPERATOR_REPLY_DISCARD``) keeps who dropped it and why."""
+        params = _action_params(parked_id, operator, reason, reason_required=True)
         if not await self._fetch("parked_reply_discard", params):
             raise InvalidOperationError(f"no parked reply {parked_id}")
+        _log_action("OPERATOR_REPLY_DISCARD", params)
 
     async def _fetch(self, name: str, params: dict[str, Any]) -> builtins.list[tuple[Any, ...]]:
         async with self.pool.connection() as conn:
@@ -113,8 +125,32 @@ def _check_status(value: object) -> str:
         raise ValidationError("status", f"{value!r} is not one of {allowed}") from None
 
 
-def _check_parked_id(value: object) -> int:
-    return check_int("parked_id", value, at_least=1, at_most=MAX_BIGINT)
+def _action_params(
+    parked_id: object, operator: object, reason: object, *, reason_required: bool
+) -> dict[str, Any]:
+    """An operator's action on a parked reply: who (always) and why (required to discard)."""
+    return {
+        "parked_id": check_int("parked_id", parked_id, at_least=1, at_most=MAX_BIGINT),
+        "operator": check_text("operator", operator, optional=False),
+        "reason": check_text("reason", reason, optional=not reason_required),
+    }
+
+
+def _log_action(event_type: str, params: dict[str, Any]) -> None:
+    """One INFO record per operator action on a parked reply, once committed."""
+    log.info(
+        "%s: operator %s on parked reply %d%s",
+        event_type,
+        params["operator"],
+        params["parked_id"],
+        f" ({params['reason']})" if params["reason"] else "",
+        extra={
+            "parked_id": params["parked_id"],
+            "operator": params["operator"],
+            "reason": params["reason"],
+            "outcome": event_type,
+        },
+    )
 
 
 def _process(row: Sequence[Any]) -> ProcessInfo:
