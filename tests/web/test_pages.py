@@ -90,14 +90,41 @@ async def test_batch_process_and_parked_reply_pages(
     ids = [int(i) for i in re.findall(r'action="/replies/(\d+)/retry"', page.text)]
     assert len(ids) == 2
     token = csrf(page)
-    retried = await client.post(f"/replies/{ids[0]}/retry", data={"csrf_token": token})
+    # A click asks for confirmation and a reason; nothing changes until then.
+    asked = await client.post(f"/replies/{ids[0]}/retry", data={"csrf_token": token})
+    assert asked.status_code == 200 and 'id="reply-confirm"' in asked.text
+    assert 'name="reason"' in asked.text and "required" in asked.text
+    no_reason = await client.post(
+        f"/replies/{ids[1]}/discard", data={"csrf_token": token, "confirmed": "yes"}
+    )
+    assert no_reason.status_code == 400
+    rows = await execute(pool, schema, "SELECT count(*) FROM {schema}.parked_replies")
+    assert rows == [(2,)]
+    retried = await client.post(
+        f"/replies/{ids[0]}/retry",
+        data={"csrf_token": csrf(asked), "confirmed": "yes", "reason": "router fixed"},
+    )
     assert retried.status_code == 303
-    discarded = await client.post(f"/replies/{ids[1]}/discard", data={"csrf_token": token})
+    discarded = await client.post(
+        f"/replies/{ids[1]}/discard",
+        data={"csrf_token": token, "confirmed": "yes", "reason": "stale"},
+    )
     assert discarded.status_code == 303
     rows = await execute(pool, schema, "SELECT count(*) FROM {schema}.parked_replies")
     assert rows == [(0,)]
     queued = await execute(pool, schema, "SELECT count(*) FROM {schema}.replies")
     assert queued == [(1,)]
+    audit = await execute(
+        pool,
+        schema,
+        "SELECT event_type, details->>'operator', details->>'reason' FROM {schema}.audit "
+        "WHERE event_type LIKE 'OPERATOR_REPLY_%%' ORDER BY audit_id",
+    )
+    assert [(event, reason) for event, _, reason in audit] == [
+        ("OPERATOR_REPLY_RETRY", "router fixed"),
+        ("OPERATOR_REPLY_DISCARD", "stale"),
+    ]
+    assert {operator for _, operator, _ in audit} == {"alice"}  # the signed-in operator
 
 
 async def test_command_search_filters_and_bad_input(

@@ -47,6 +47,7 @@ __all__ = [
 log = logging.getLogger("commandbus.web")
 
 ACTIONS = {"retry": "Retry", "cancel": "Cancel", "complete": "Complete"}
+REPLY_ACTIONS = {"retry": "Retry", "discard": "Discard"}
 #: Commands listed on the confirmation page.
 SHOWN = 20
 #: The dry run of a confirmation counts at most this many commands.
@@ -246,20 +247,27 @@ async def apply(c: Console, request: Request) -> Response:
 
 
 async def parked_reply(c: Console, request: Request) -> Response:
-    user, _form = await _acting(c, request)
+    """Two steps, as for the troubleshooting queue: the list's button shows a confirmation
+    page asking for a reason; that page's form acts, under the signed-in user's name."""
+    user, form = await _acting(c, request)
     parked_id = request.path_params["parked_id"]
     verb = request.path_params["verb"]
+    if verb not in REPLY_ACTIONS:
+        raise ValidationError("action", f"{verb[:40]!r} is not retry or discard")
+    await c.require(user, Action.RETRY_REPLY if verb == "retry" else Action.DISCARD_REPLY)
+    if _one(form, "confirmed") != "yes":
+        context = {"parked_id": parked_id, "verb": verb, "label": REPLY_ACTIONS[verb]}
+        return await c.render(request, "reply_confirm.html", context)
+    reason = _one(form, "reason")
+    if reason is None:
+        raise ValidationError("reason", "say why (it goes to the audit trail)")
     repo = await c.processes()
     if verb == "retry":
-        await c.require(user, Action.RETRY_REPLY)
-        await repo.retry_parked_reply(parked_id)
-    elif verb == "discard":
-        await c.require(user, Action.DISCARD_REPLY)
-        await repo.discard_parked_reply(parked_id)
+        await repo.retry_parked_reply(parked_id, operator=user.name, reason=reason)
     else:
-        raise ValidationError("action", f"{verb[:40]!r} is not retry or discard")
+        await repo.discard_parked_reply(parked_id, operator=user.name, reason=reason)
     c.load.forget()
-    log.info("console: parked reply %s %s by %s", parked_id, verb, user.name)
+    log.info("console: parked reply %s %s by %s (%s)", parked_id, verb, user.name, reason)
     return RedirectResponse(request.url_for("replies").path + f"?done={verb}", status_code=303)
 
 
