@@ -40,7 +40,7 @@ class RetryPolicy:
             raise ValidationError("backoff", "must not be empty")
         object.__setattr__(self, "backoff", tuple(_seconds(delay) for delay in delays))
         jitter = self.jitter
-        if not _is_real(jitter) or not 0 <= float(jitter) <= 1:
+        if not _is_real(jitter) or not 0 <= jitter <= 1:
             raise ValidationError("jitter", f"must be a number between 0 and 1, got {jitter!r}")
         object.__setattr__(self, "jitter", float(jitter))
 

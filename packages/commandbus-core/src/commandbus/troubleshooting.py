@@ -326,8 +326,8 @@ class TroubleshootingQueue:
 
 
 def _require_reason(reason: object) -> None:
-    if not isinstance(reason, str) or not reason.strip():
-        raise ValidationError("reason", "a cancel needs a non-empty reason")
+    """A cancel says why (its reply carries the reason): the one text check, required."""
+    check_text("reason", reason, optional=False)
 
 
 def _cancel_params(reason: str) -> dict[str, Any]:
