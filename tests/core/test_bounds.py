@@ -289,3 +289,28 @@ def test_the_documented_table_states_the_ranges_the_code_checks() -> None:
         f"{limits.MAX_NAME_LENGTH}",
     ):
         assert figure in section, figure
+
+
+async def test_a_handler_cannot_extend_its_lease_beyond_the_longest_lease(
+    pool: AsyncConnectionPool, schema: str, bus: CommandBus
+) -> None:
+    from commandbus import CommandStatus
+    from core.helpers import make_worker, running, wait_for_status
+
+    refused: dict[object, str] = {}
+    registry = HandlerRegistry()
+
+    @registry.handler("d", "Long")
+    async def long(command: Any, ctx: Any) -> None:
+        for seconds in (1e308, INF, NAN, DAY + 1, timedelta.max, 0):
+            try:
+                await ctx.extend_visibility(seconds)
+            except ValidationError as exc:
+                refused[str(seconds)] = exc.field
+        await ctx.extend_visibility(DAY)  # the longest lease is fine
+
+    async with running(make_worker(pool, schema, registry, domain="d")):
+        await bus.send("d", "Long", ID, {})
+        await wait_for_status(bus, "d", ID, CommandStatus.COMPLETED)
+
+    assert len(refused) == 6 and set(refused.values()) == {"seconds"}
