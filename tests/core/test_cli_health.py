@@ -11,7 +11,7 @@ import uuid
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import CommandBus, HandlerRegistry, list_workers
+from commandbus import CommandBus, HandlerRegistry, list_workers, pause_domain
 from core.helpers import execute, make_worker, running, wait_until
 from core.test_cli import Result, db, run_cli, run_many
 
@@ -74,13 +74,21 @@ async def test_health_exits_0_with_one_ok_line_per_check_on_a_healthy_setup(
         )
 
     lines = _lines(human, 0)
-    assert list(lines) == ["database", "migrations", "workers", "pending", "troubleshooting"]
+    assert list(lines) == [
+        "database",
+        "migrations",
+        "workers",
+        "paused",
+        "pending",
+        "troubleshooting",
+    ]
     assert all(line.startswith("ok ") for line in lines.values()), lines
     report = as_json.json()
     assert report["ok"] is True
     assert [c["name"] for c in report["checks"]] == [
         "database",
         "migrations",
+        "paused",
         "pending",
         "troubleshooting",
     ]
@@ -154,3 +162,39 @@ async def test_health_refuses_bad_limits_with_exit_2(database_url: str, schema: 
     assert "--max-pending-age" in negative.one_line_error(2)
     assert "--max-troubleshooting" in not_a_number.one_line_error(2)
     assert "domain" in bad_domain.one_line_error(2)
+
+
+async def test_a_paused_domain_shows_in_health_and_stats_and_its_ready_commands_do_not_fail(
+    database_url: str, schema: str, pool: AsyncConnectionPool, bus: CommandBus
+) -> None:
+    for _ in range(2):
+        await bus.send("reports", "Build", uuid.uuid4(), {})
+    await execute(pool, schema, "UPDATE {schema}.commands SET vt = now() - interval '1 hour'")
+    await pause_domain(pool, "reports", operator="alice", reason="db upgrade", schema=schema)
+    await pause_domain(pool, "idle", operator="bob", reason="no work today", schema=schema)
+
+    health, stats, stats_json = await run_many(
+        db(database_url, schema, "health", "--max-pending-age", "60"),
+        db(database_url, schema, "stats"),
+        db(database_url, schema, "stats", "--json"),
+    )
+
+    lines = _lines(health, 0)
+    assert lines["paused"].startswith("ok paused: 'idle' by bob (no work today); 'reports'")
+    assert lines["pending"] == (
+        "ok no command waiting for a worker in all domains (limit 60 s); "
+        "2 ready in paused domains wait for a resume, not for a worker"
+    )
+    queue = stats.stdout.split("\nqueue:\n", 1)[1].split("\n\n", 1)[0]
+    (reports,) = [line for line in queue.splitlines() if line.startswith("reports ")]
+    assert reports.split()[-1] == "PAUSED"
+    assert "resume with 'commandbus resume DOMAIN'" in stats.stdout
+    assert "no work today" in stats.stdout  # a paused domain without commands shows too
+    as_json = stats_json.json()
+    assert [(q["domain"], q["ready"], q["paused"]) for q in as_json["queue"]] == [
+        ("reports", 2, True)
+    ]
+    assert [(p["domain"], p["operator"]) for p in as_json["paused"]] == [
+        ("idle", "bob"),
+        ("reports", "alice"),
+    ]

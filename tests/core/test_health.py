@@ -25,13 +25,14 @@ from commandbus import (
     _sql,
     check_health,
     list_workers,
+    pause_domain,
 )
 from commandbus._sql import migration_files
 from commandbus.migrations import _PRELUDE
 from core.helpers import DOMAIN, execute, make_worker, running, wait_for_status, wait_until
 
-ALL = ["database", "migrations", "pending", "troubleshooting"]
-WITH_WORKERS = ["database", "migrations", "workers", "pending", "troubleshooting"]
+ALL = ["database", "migrations", "paused", "pending", "troubleshooting"]
+WITH_WORKERS = ["database", "migrations", "workers", "paused", "pending", "troubleshooting"]
 
 
 def _by_name(report: HealthReport) -> dict[str, tuple[bool, str]]:
@@ -67,6 +68,7 @@ async def test_a_healthy_setup_passes_every_check(pool: AsyncConnectionPool, sch
     assert f"all {len(migration_files())} migrations" in checks["migrations"][1]
     assert "1 live worker for domain 'orders'" in checks["workers"][1]
     assert "no command waiting" in checks["pending"][1]
+    assert checks["paused"] == (True, "no paused domain in domain 'orders'")
     assert checks["troubleshooting"][1].startswith("0 commands")
 
 
@@ -108,6 +110,35 @@ async def test_a_command_waiting_longer_than_max_pending_age_fails_the_pending_c
     ), detail
     assert lenient.ok, lenient
     assert _by_name(elsewhere)["pending"][0]
+
+
+async def test_ready_commands_of_a_paused_domain_are_reported_paused_not_failed(
+    pool: AsyncConnectionPool, schema: str, bus: CommandBus
+) -> None:
+    for _ in range(2):
+        await bus.send("reports", "Build", uuid.uuid4(), {})
+    await bus.send(DOMAIN, "Job", uuid.uuid4(), {})
+    await execute(pool, schema, "UPDATE {schema}.commands SET vt = now() - interval '1 hour'")
+    await pause_domain(pool, "reports", operator="alice", reason="db upgrade", schema=schema)
+
+    everywhere = await check_health(pool, schema=schema, max_pending_age=60)
+    reports = await check_health(pool, schema=schema, domain="reports", max_pending_age=60)
+
+    assert _failing(everywhere) == ["pending"]  # the unpaused domain's command is late
+    assert _by_name(everywhere)["paused"] == (
+        True,
+        "paused: 'reports' by alice (db upgrade); resume with: commandbus resume DOMAIN",
+    )
+    pending = _by_name(everywhere)["pending"][1]
+    assert pending.startswith("1 command ready in all domains")
+    assert pending.endswith("; 2 ready in paused domains wait for a resume, not for a worker")
+    assert _failing(reports) == ["workers"]  # paused is no failure; no worker runs though
+    assert _by_name(reports)["paused"][1].startswith("paused: 'reports' by alice")
+    assert _by_name(reports)["pending"] == (
+        True,
+        "no command waiting for a worker in domain 'reports' (limit 60 s); "
+        "2 ready in paused domains wait for a resume, not for a worker",
+    )
 
 
 async def test_more_parked_commands_than_max_troubleshooting_fail_that_check(

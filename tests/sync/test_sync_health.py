@@ -3,11 +3,14 @@ a SyncRuntime; a SyncWorker registers like an async one."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+import commandbus_sync
 from commandbus import HandlerRegistry, ValidationError
-from commandbus_sync import SyncRuntime, SyncWorker, check_health, list_workers
+from commandbus_sync import SyncCommandBus, SyncRuntime, SyncWorker, check_health, list_workers
 from sync.helpers import wait_until
 
 DOMAIN = "jobs"
@@ -39,6 +42,7 @@ def test_a_sync_worker_is_registered_and_healthy_while_it_runs(
             "database",
             "migrations",
             "workers",
+            "paused",
             "pending",
             "troubleshooting",
         ]
@@ -55,3 +59,22 @@ def test_the_twins_raise_the_cores_errors(
         list_workers(sync_pool, runtime=runtime, schema=schema, kind="robot")
     with pytest.raises(ValidationError, match="max_troubleshooting"):
         check_health(sync_pool, runtime=runtime, schema=schema, max_troubleshooting=-1)
+
+
+def test_read_stats_tells_the_queue_of_each_domain_and_which_are_paused(
+    runtime: SyncRuntime, sync_pool: AsyncConnectionPool, sync_bus: SyncCommandBus, schema: str
+) -> None:
+    sync_bus.send("reports", "Build", uuid.uuid4(), {})
+    sync_bus.send("mail", "Send", uuid.uuid4(), {})
+    commandbus_sync.pause_domain(
+        sync_pool, "reports", operator="alice", reason="db upgrade", runtime=runtime, schema=schema
+    )
+
+    stats = commandbus_sync.read_stats(sync_pool, runtime=runtime, schema=schema)
+
+    assert {q.domain: (q.ready, q.paused) for q in stats.queue} == {
+        "mail": (1, False),
+        "reports": (1, True),
+    }
+    assert stats.commands["reports"]["PENDING"] == 1
+    assert [(p.domain, p.reason) for p in stats.paused] == [("reports", "db upgrade")]

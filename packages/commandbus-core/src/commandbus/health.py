@@ -8,11 +8,16 @@
     the schema has every migration this library ships.
 ``workers`` (only with ``domain``)
     at least one worker of the domain has a fresh heartbeat in the worker registry.
+``paused``
+    the paused domains (of the scope), by whom and why; never a failure: pausing is an
+    operator's decision, and ``commandbus resume`` ends it.
 ``pending``
     how long the command that became deliverable first has waited for a worker: a
     ``PENDING`` command whose ``vt`` has passed, aged ``now() - vt``. Measured from
     ``vt`` rather than ``created_at`` so that delayed commands and retries waiting out
     their backoff are not counted as late; fails above ``max_pending_age`` seconds.
+    Commands of a paused domain wait for a resume, not for a worker: they are counted
+    apart and never fail the check.
 ``troubleshooting``
     commands waiting for an operator; fails above ``max_troubleshooting``.
 
@@ -31,7 +36,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import _registry, _sql
-from commandbus._db import autocommit_connection, fetch_one
+from commandbus._db import autocommit_connection, fetch_all, fetch_one
 from commandbus._store import fetch_workers
 from commandbus._validation import (
     MAX_BIGINT,
@@ -123,6 +128,8 @@ class _Run:
         if self.domain is not None:
             self.current = "workers"
             await self._workers(conn)
+        self.current = "paused"
+        await self._paused(conn)
         self.current = "pending"
         await self._pending(conn)
         self.current = "troubleshooting"
@@ -170,9 +177,21 @@ class _Run:
         else:
             self.add(False, f"no worker registered for {self.scope}")
 
+    async def _paused(self, conn: AsyncConnection[Any]) -> None:
+        rows = await fetch_all(conn, _sql.query("domain_list_paused", self.schema), None)
+        paused = [row for row in rows if self.domain is None or row[0] == self.domain]
+        if not paused:
+            self.add(True, f"no paused domain in {self.scope}")
+            return
+        said = "; ".join(
+            f"{domain!r} by {operator or 'an unnamed operator'} ({reason or 'no reason given'})"
+            for domain, operator, reason, _ in paused
+        )
+        self.add(True, f"paused: {said}; resume with: commandbus resume DOMAIN")
+
     async def _pending(self, conn: AsyncConnection[Any]) -> None:
         row = await self._one(conn, "health_pending", {"domain": self.domain})
-        ready, oldest = int(row[0]), row[1]
+        ready, oldest, waiting_for_resume = int(row[0]), row[1], int(row[2])
         limit = self.max_pending_age
         if not ready:
             detail, ok = f"no command waiting for a worker in {self.scope}", True
@@ -180,7 +199,11 @@ class _Run:
             detail = f"{_count(ready, 'command')} ready in {self.scope}, the oldest waiting "
             detail += f"{oldest:.1f} s"
             ok = limit is None or oldest <= limit
-        self.add(ok, detail + (" (no limit set)" if limit is None else f" (limit {limit:g} s)"))
+        detail += " (no limit set)" if limit is None else f" (limit {limit:g} s)"
+        if waiting_for_resume:
+            n = waiting_for_resume
+            detail += f"; {n} ready in paused domains wait for a resume, not for a worker"
+        self.add(ok, detail)
 
     async def _troubleshooting(self, conn: AsyncConnection[Any]) -> None:
         row = await self._one(conn, "count_troubleshooting", {"domain": self.domain})

@@ -8,7 +8,7 @@ method for method.
 from commandbus_sync._errors import AsyncContextError, RuntimeClosedError
 from commandbus_sync.bus import SyncCommandBus
 from commandbus_sync.config import configure
-from commandbus_sync.health import check_health, list_workers
+from commandbus_sync.health import check_health, list_workers, read_stats
 from commandbus_sync.periodic import (
     SyncPruner,
     SyncScheduler,
@@ -44,5 +44,6 @@ __all__ = [
     "list_schedules",
     "list_workers",
     "pause_domain",
+    "read_stats",
     "resume_domain",
 ]

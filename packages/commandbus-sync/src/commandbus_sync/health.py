@@ -1,4 +1,5 @@
-"""Blocking twins of :func:`commandbus.list_workers` and :func:`commandbus.check_health`.
+"""Blocking twins of :func:`commandbus.list_workers`, :func:`commandbus.check_health` and
+:func:`commandbus.stats.read_stats`.
 
 For health endpoints and admin views in synchronous apps: the same arguments, results and
 exceptions, run on a :class:`SyncRuntime` (the default one unless given) with a pool
@@ -10,10 +11,12 @@ from __future__ import annotations
 from psycopg_pool import AsyncConnectionPool
 
 import commandbus
+import commandbus.stats
 from commandbus import HealthReport, WorkerInfo
+from commandbus.stats import Stats
 from commandbus_sync.runtime import SyncRuntime, get_default_runtime
 
-__all__ = ["check_health", "list_workers"]
+__all__ = ["check_health", "list_workers", "read_stats"]
 
 
 def list_workers(
@@ -52,3 +55,11 @@ def check_health(
         max_troubleshooting=max_troubleshooting,
         timeout=timeout,
     )
+
+
+def read_stats(
+    pool: AsyncConnectionPool, *, runtime: SyncRuntime | None = None, schema: str = "commandbus"
+) -> Stats:
+    """Blocking :func:`commandbus.stats.read_stats`."""
+    rt = runtime if runtime is not None else get_default_runtime()
+    return rt.run(commandbus.stats.read_stats, rt.check_pool(pool), schema=schema)
