@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import textwrap
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from commandbus import (
     HandlerContext,
     HandlerRegistry,
     ProcessReplyRouter,
+    Schedule,
     Worker,
 )
 from commandbus.migrations import missing_migrations
@@ -49,6 +51,24 @@ async def test_a_worker_on_an_unmigrated_schema_stops_with_a_clear_error(
     assert "is the schema migrated?" in str(caught.value)
     assert schema in str(caught.value)
     assert not worker.running
+
+
+async def test_a_worker_on_an_unmigrated_schema_stops_at_once_and_logs_nothing_first(
+    bare_pool: AsyncConnectionPool, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No heartbeat or registry warning, no pruner or scheduler error: the one error."""
+    nightly = Schedule("nightly", domain="d", command_type="T", every=60)
+    worker = Worker(
+        bare_pool, domain="d", registry=HandlerRegistry(), schema=schema, schedules=[nightly]
+    )
+    started = time.monotonic()
+
+    with caplog.at_level(logging.DEBUG, logger="commandbus"), pytest.raises(ConfigurationError):
+        await asyncio.wait_for(worker.run(), 10)
+
+    assert time.monotonic() - started < 5
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert not worker.ready.is_set()
 
 
 async def test_a_router_on_a_half_migrated_schema_stops_with_the_missing_versions(
@@ -92,6 +112,8 @@ async def test_the_cli_worker_exits_non_zero_on_an_unmigrated_schema(
     )
     assert result.status != 0
     assert "is the schema migrated?" in result.stderr
+    assert "WARNING" not in result.stderr  # no heartbeat or registry warning before it
+    assert "heartbeat" not in result.stderr
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])

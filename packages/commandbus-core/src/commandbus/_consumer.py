@@ -121,8 +121,13 @@ class Consumer:
         self._stopping = False
         self._stop_requested.clear()
         self._stopped.clear()
-        background = self._prepare()
+        background: list[asyncio.Task[None]] = []
         try:
+            # The schema first: on one that is not migrated the consumer stops here, with
+            # the one clear error, before the registry, the listener or a background task
+            # (pruner, scheduler) has touched it and logged a failure of its own.
+            await verify_at_start(self.pool, self.schema, self._stop_requested)
+            background = self._prepare()
             async with registered(
                 self.pool,
                 schema=self.schema,
@@ -147,9 +152,6 @@ class Consumer:
                     )
                     await wait_first(listener_ready.wait(), background[-1])
                 self.ready.set()
-                await verify_at_start(
-                    self.pool, self.schema, self._stop_requested, FETCH_STOP_GRACE_S
-                )
                 await self._fetch_loop()
                 await self._drain(self._stop_timeout)
         finally:

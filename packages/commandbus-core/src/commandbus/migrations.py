@@ -17,7 +17,6 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from commandbus import _sql
 from commandbus._db import fetch_all
 from commandbus._errors import ConfigurationError
-from commandbus._tasks import unless_stopped
 from commandbus._validation import check_schema
 
 log = logging.getLogger("commandbus.migrations")
@@ -126,14 +125,38 @@ async def require_migrated(pool: AsyncConnectionPool, schema: str = "commandbus"
     _raise_if_missing(schema, await missing_migrations(pool, schema))
 
 
-async def verify_at_start(
-    pool: AsyncConnectionPool, schema: str, stop: asyncio.Event, grace: float
-) -> None:
-    """A long-running consumer's first step: :func:`require_migrated`, except that a
-    database out of reach is only logged (the consumer's loop retries) and a stop request
-    cuts the wait short."""
+#: At start, how long the schema check may wait for the database: past it, the consumer
+#: starts anyway (a server that is down must not hold up ``ready``), and its fetch loop
+#: checks the schema when a statement fails.
+START_CHECK_S = 2.0
+
+
+async def verify_at_start(pool: AsyncConnectionPool, schema: str, stop: asyncio.Event) -> None:
+    """A long-running consumer's first step, before it registers, listens or starts its
+    background tasks: :func:`require_migrated`, so that an unmigrated schema stops it
+    with one clear error before anything else touched the schema and logged a failure of
+    its own. A database out of reach (no answer within :data:`START_CHECK_S`) is only
+    logged, and a stop request ends the wait."""
+    check = asyncio.ensure_future(missing_migrations(pool, schema))
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        missing = await unless_stopped(missing_migrations(pool, schema), stop, grace)
+        await asyncio.wait({check, stopping}, timeout=START_CHECK_S, return_when="FIRST_COMPLETED")
+    finally:
+        stopping.cancel()
+        if not check.done():  # stopped, timed out, or the caller was cancelled
+            check.cancel()
+            await asyncio.wait({check})  # no task left behind
+    if check.cancelled():
+        if not stop.is_set():
+            log.warning(
+                "cannot check schema %r yet (no answer within %g s); checking again when "
+                "a statement fails",
+                schema,
+                START_CHECK_S,
+            )
+        return
+    try:
+        missing = check.result()
     except (OperationalError, PoolTimeout) as exc:
         log.warning("cannot check schema %r yet (%s); retrying in the fetch loop", schema, exc)
         return

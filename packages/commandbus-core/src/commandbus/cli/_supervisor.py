@@ -178,6 +178,7 @@ class Supervisor:
         self._signals: list[int] = []
         self._stopping = False
         self._forced_at: float | None = None
+        self._killed: set[int] = set()  # pids sent SIGKILL
         self._unclean = False
 
     def run(self) -> int:
@@ -235,6 +236,9 @@ class Supervisor:
                 return False
             if self._forced_at is not None and now - self._forced_at > self.force_grace:
                 for child in self.children.values():
+                    if child.pid in self._killed:
+                        continue  # SIGKILLed already: it is dying, once is enough
+                    self._killed.add(child.pid)
                     log.warning("worker process %d did not stop: killing it", child.pid)
                     child.kill()
             return True
