@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,28 @@ async def test_schedules_lists_the_served_schedules_with_their_next_tick(
     assert empty.status == 1 and "migrated" in empty.stderr
     (text,) = await run_many(db(database_url, schema, "schedules"))
     assert "nightly" in text.stdout and "Report" in text.stdout
+
+
+async def test_schedules_shows_no_last_tick_until_a_tick_has_sent_a_command(
+    database_url: str, schema: str, pool: AsyncConnectionPool
+) -> None:
+    clock = [datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)]
+    minutely = Schedule("minutely", domain=DOMAIN, command_type="Report", every=60)
+    scheduler = Scheduler(pool, [minutely], schema=schema, now=lambda: clock[0])
+    assert await scheduler.run_due() == []  # served from now on: 12:00 is not sent
+    (fresh,) = await run_many(db(database_url, schema, "schedules"))
+    clock[0] += timedelta(minutes=1)
+    assert len(await scheduler.run_due()) == 1  # 12:01 is
+    (sent,) = await run_many(db(database_url, schema, "schedules"))
+
+    def last_sent(result: Any) -> str:
+        assert result.status == 0, result.stderr
+        header, _, row = result.stdout.splitlines()
+        start = header.index("LAST SENT")
+        return str(row[start : header.index("NEXT TICK")].strip())
+
+    assert last_sent(fresh) == "-"
+    assert last_sent(sent) == "2026-03-01 12:01:00Z"
 
 
 async def test_worker_retry_flags_are_validated(database_url: str, schema: str) -> None:

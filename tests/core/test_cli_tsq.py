@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import CommandBus, CommandStatus, ReplyOutcome, ReplyQueue
+from commandbus import (
+    CommandBus,
+    CommandStatus,
+    ReplyOutcome,
+    ReplyQueue,
+    TroubleshootingQueue,
+)
 from core._parking import TRACEBACK, park_many
 from core.helpers import execute
 from core.test_cli import USER, db, run_cli, run_many
@@ -125,6 +131,23 @@ async def test_show_and_commands_show_print_the_traceback_and_audit_trail(
         assert "  RuntimeError: boom" in human.stdout and "audit trail:" in human.stdout
     missing = await run_cli(*db(database_url, schema, "tsq", "show", DOMAIN, str(uuid.uuid4())))
     assert "no command" in missing.one_line_error(2)
+
+
+async def test_show_prints_each_operator_action_whole_with_the_operator_first(
+    database_url: str, schema: str, pool: AsyncConnectionPool, bus: CommandBus
+) -> None:
+    (command_id,) = await park_many(bus, pool, schema, 1, domain=DOMAIN)
+    reason = "the payment provider's sandbox refused every card until its fix of 3 March"
+    await TroubleshootingQueue(pool, schema=schema).operator_retry(
+        DOMAIN, command_id, operator="night-shift-operator", reason=reason
+    )
+
+    (shown,) = await run_many(db(database_url, schema, "tsq", "show", DOMAIN, str(command_id)))
+
+    assert shown.status == 0, shown.stderr
+    (line,) = [line for line in shown.stdout.splitlines() if "OPERATOR_RETRY" in line]
+    details = line.split("OPERATOR_RETRY", 1)[1].strip()
+    assert details.startswith(f"by night-shift-operator; reason: {reason}; msg_id="), details
 
 
 async def test_single_actions_take_a_reason(

@@ -27,11 +27,25 @@ def to_json(data: object) -> str:
     return json.dumps(data, default=_json_default, indent=2, ensure_ascii=False)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, empty: str) -> str:
-    """An aligned text table, or ``empty`` when there are no rows."""
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    empty: str,
+    whole_last: bool = False,
+) -> str:
+    """An aligned text table, or ``empty`` when there are no rows. Cells are cut at
+    :data:`MAX_CELL` characters, except the last column's with ``whole_last`` (nothing
+    follows it to push out of line)."""
     if not rows:
         return empty
-    cells = [[_cut(_text(value)) for value in row] for row in rows]
+    cells = [
+        [
+            text if whole_last and i == len(row) - 1 else _cut(text)
+            for i, text in enumerate(_text(value) for value in row)
+        ]
+        for row in rows
+    ]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
     lines = [headers, ["-" * w for w in widths], *cells]
     return "\n".join(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -125,6 +126,23 @@ def _command_fields(d: TroubleshootingDetail) -> dict[str, Any]:
     }
 
 
+def audit_details(details: dict[str, Any]) -> str:
+    """An audit event's details, who and why first (an operator's action), then the rest
+    as ``key=value``: ``by alice; reason: fixed in 2.3.1; msg_id=41``."""
+    rest = dict(details)
+    operator, reason = rest.pop("operator", None), rest.pop("reason", None)
+    parts = [f"by {operator}"] if operator else []
+    parts += [f"reason: {reason}"] if reason else []
+    parts += [f"{key}={_value(value)}" for key, value in rest.items() if value is not None]
+    return "; ".join(parts) or "-"
+
+
+def _value(value: object) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
 def _describe(d: TroubleshootingDetail) -> str:
     error = [p for p in (d.error_type, d.error_code, d.error_message) if p]
     about = fields(
@@ -147,8 +165,9 @@ def _describe(d: TroubleshootingDetail) -> str:
     )
     events = table(
         ["AUDIT ID", "AT", "EVENT", "DETAILS"],
-        [[e.audit_id, e.created_at, e.event_type, e.details] for e in d.audit_trail],
+        [[e.audit_id, e.created_at, e.event_type, audit_details(e.details)] for e in d.audit_trail],
         empty="(no audit events)",
+        whole_last=True,
     )
     # The traceback as it was raised: every line, indented, nothing cut.
     lines = d.traceback.splitlines() if d.traceback else ["-"]

@@ -22,7 +22,7 @@ from commandbus.cli._connect import with_pool
 from commandbus.cli._output import emit, table
 from commandbus.schedules import Schedule, ScheduleState, list_schedules
 
-_HEADERS = ["NAME", "SCHEDULE", "SENDS", "LAST TICK", "NEXT TICK", "DUE IN (s)"]
+_HEADERS = ["NAME", "SCHEDULE", "SENDS", "LAST SENT", "NEXT TICK", "DUE IN (s)"]
 
 
 def add_parser(commands: Any, common: Parser) -> None:
@@ -61,7 +61,9 @@ async def _schedules(pool: AsyncConnectionPool, args: argparse.Namespace) -> Non
                     s.name,
                     s.spec,
                     f"{s.domain}/{s.command_type}",
-                    s.last_tick,
+                    # A tick that sent nothing (the one a new schedule starts after, or
+                    # one skipped as missed) is not shown as if it had sent.
+                    s.last_tick if s.last_command_id is not None else None,
                     s.next_tick,
                     due(s.next_tick),
                 ]
