@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import (
+    BatchCommand,
     CommandBus,
     HandlerRegistry,
     ProcessReplyRouter,
@@ -105,6 +106,8 @@ CASES: list[tuple[str, str, list[object], Call]] = [
     ("cancel", "reason", BAD_TEXT, lambda e, v: e.bus.cancel("d", ID, reason=v)),
     ("cancel", "operator", BAD_TEXT,
      lambda e, v: e.bus.cancel("d", ID, reason="why", operator=v)),
+    ("create_batch", "name", ["a\ud800b", "a\udcffb", "nul\x00", "  ", "x" * 257, 42],
+     lambda e, v: e.bus.create_batch("d", [BatchCommand("T", ID, {})], name=v)),
     ("query_commands", "limit", ints(1, 10_000), lambda e, v: e.bus.query_commands(limit=v)),
     ("query_commands", "offset", ints(0, 2**63 - 1), lambda e, v: e.bus.query_commands(offset=v)),
     # -- the worker and its registry ------------------------------------------------

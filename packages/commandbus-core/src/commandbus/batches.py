@@ -28,6 +28,7 @@ from commandbus._validation import (
     check_name,
     check_paging,
     check_status,
+    check_text,
     dump_json_object,
     require_uuid,
 )
@@ -109,12 +110,10 @@ def prepare_batch(
     """Validate a batch; the send that writes its row and all its commands (no I/O here,
     so the sync outbox path runs the very same statements on its own connection)."""
     domain = check_name("domain", domain)
-    if name is not None and (
-        not isinstance(name, str) or not name.strip() or len(name) > MAX_BATCH_NAME_LENGTH
-    ):
-        raise ValidationError(
-            "name", f"must be None or a non-empty string of at most {MAX_BATCH_NAME_LENGTH}"
-        )
+    if name is not None:
+        name = str(check_text("name", name, optional=False))  # the one check of free text
+        if len(name) > MAX_BATCH_NAME_LENGTH:
+            raise ValidationError("name", f"must be at most {MAX_BATCH_NAME_LENGTH} characters")
     data = None if custom_data is None else dump_json_object("custom_data", custom_data)
     requests = batch_requests(domain, commands)
     batch_id = uuid.uuid4()
