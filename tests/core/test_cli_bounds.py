@@ -50,6 +50,8 @@ CASES: list[tuple[str, list[str]]] = [
     ("--until", ["tsq", "list", "--until", BIG_AGE]),
     ("--limit", ["tsq", "list", "--limit", str(2**31)]),
     ("--offset", ["commands", "list", "--offset", str(2**63)]),
+    ("--limit", ["commands", "list", "--limit", "10001"]),
+    ("--limit", ["tsq", "retry", "--all", "--domain", "d", "--limit", str(2**63)]),
     ("--reason", ["tsq", "retry", "--all", "--domain", "d", "--reason", SURROGATE]),
     ("--operator", ["tsq", "retry", "--all", "--domain", "d", "--operator", SURROGATE]),
     ("--error-code", ["tsq", "retry", "--all", "--error-code", SURROGATE]),

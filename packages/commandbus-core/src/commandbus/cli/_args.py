@@ -35,6 +35,7 @@ __all__ = [
     "json_object",
     "non_negative_int",
     "non_negative_seconds",
+    "page_size",
     "port",
     "positive_int",
     "seconds",
@@ -91,7 +92,7 @@ def common_options(*, suppress: bool) -> Parser:
 
 
 def add_paging(parser: argparse.ArgumentParser, limit: int = 50) -> None:
-    parser.add_argument("--limit", type=positive_int, default=limit, help=f"(default {limit})")
+    parser.add_argument("--limit", type=page_size, default=limit, help=f"(default {limit})")
     parser.add_argument("--offset", type=non_negative_int, default=0)
 
 
@@ -177,6 +178,8 @@ positive_int = int_range(1, MAX_INT)
 non_negative_int = int_range(0, MAX_BIGINT)
 #: Finite seconds, 0 or more, at most 100 years (``nan``, ``inf`` and ``-1`` are refused).
 non_negative_seconds = seconds_range(MAX_SECONDS, zero=True)
+#: Rows of one page: what the reads take (``check_paging``).
+page_size = int_range(1, 10_000)
 #: A TCP port to listen on.
 port = int_range(1, 65_535)
 #: Handlers (or threads) at once: the range of ``Worker(concurrency=...)``.

@@ -16,14 +16,16 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from commandbus._validation import MAX_BIGINT
 from commandbus.cli._args import (
     Parser,
     UsageError,
     add_operator,
     add_reason,
+    int_range,
     json_object,
     non_negative_int,
-    positive_int,
+    page_size,
     text_arg,
     uuid_arg,
 )
@@ -89,7 +91,7 @@ def add_parser(commands: Any, common: Parser) -> None:
         "list", parents=[common], help="commands waiting for an operator, newest parked first"
     )
     _add_filters(listing)
-    listing.add_argument("--limit", type=positive_int, default=50, help="(default 50)")
+    listing.add_argument("--limit", type=page_size, default=50, help="(default 50)")
     listing.add_argument("--offset", type=non_negative_int, default=0)
     listing.add_argument("--after", metavar="TOKEN", help="the page after this one's last row")
     listing.set_defaults(run=with_pool(_list))
@@ -125,7 +127,9 @@ def add_parser(commands: Any, common: Parser) -> None:
             help="act on every parked command the filters match, instead of DOMAIN ID",
         )
         _add_filters(parser)
-        parser.add_argument("--limit", type=positive_int, help="with --all: at most N commands")
+        parser.add_argument(
+            "--limit", type=int_range(1, MAX_BIGINT), help="with --all: at most N commands"
+        )
         parser.add_argument(
             "--dry-run", action="store_true", help="with --all: list what would be acted on"
         )
