@@ -116,6 +116,7 @@ CASES: list[tuple[str, str, list[object], Call]] = [
     ("Worker", "visibility_timeout", seconds(DAY), lambda e, v: e.worker(visibility_timeout=v)),
     ("Worker", "poll_interval", seconds(3600), lambda e, v: e.worker(poll_interval=v)),
     ("Worker", "handler_timeout", seconds(7 * DAY), lambda e, v: e.worker(handler_timeout=v)),
+    ("Worker.drain", "timeout", seconds(YEARS), lambda e, v: e.worker().drain(timeout=v)),
     ("Worker.stop", "timeout", seconds(DAY, zero=True), lambda e, v: e.worker().stop(v)),
     ("registry.register", "timeout", seconds(7 * DAY),
      lambda e, v: HandlerRegistry().register("d", "T", print, timeout=v)),
