@@ -125,9 +125,11 @@ async def test_the_cli_lists_retries_and_discards_with_operator_and_reason(
     first, second = uuid.uuid4(), uuid.uuid4()
     kept, dropped = await park(pool, schema, first), await park(pool, schema, second)
 
-    listed, no_reason, retried, discarded = await run_many(
+    listed, no_reason = await run_many(
         db(database_url, schema, "--json", "replies", "list", "--queue", QUEUE),
         db(database_url, schema, "replies", "discard", str(dropped)),
+    )
+    retried, discarded = await run_many(
         db(database_url, schema, "replies", "retry", str(kept), "--reason", "fixed"),
         db(database_url, schema, "replies", "discard", str(dropped), "--reason", "stale"),
     )
