@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import anyio
+import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -67,3 +68,21 @@ async def wait_for_lock_waiters(
         if row is not None and row[0] >= expected:
             return
         await anyio.sleep(0.01)
+
+
+def rows_written(database_url: str, schema: str) -> dict[str, int]:
+    """Rows of every table of ``schema`` but its version table, by table (empty: no row
+    anywhere). Blocking: for a check after a test has refused its inputs."""
+    with psycopg.connect(database_url) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_type = 'BASE TABLE' AND table_name <> 'schema_version'",
+            [schema],
+        ).fetchall()
+        found = {}
+        for (table,) in tables:
+            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+            row = conn.execute(query).fetchone()
+            if row and row[0]:
+                found[table] = row[0]
+    return found

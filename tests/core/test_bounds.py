@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import (
@@ -41,6 +40,7 @@ from commandbus import (
 from commandbus import _validation as limits
 from commandbus.console import overview
 from core._sagas import OrderSaga
+from core._tables import rows_written
 
 pytestmark = pytest.mark.anyio
 
@@ -200,26 +200,8 @@ def router(env: Env, **settings: Any) -> ProcessReplyRouter:
     )
 
 
-async def rows_written(pool: AsyncConnectionPool, schema: str) -> dict[str, int]:
-    """Rows of every table of the schema but the version table, by table (empty: none)."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_type = 'BASE TABLE' "
-            "AND table_name <> 'schema_version'",
-            [schema],
-        )
-        found = {}
-        for (table,) in await cur.fetchall():
-            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
-            row = await (await conn.execute(query)).fetchone()
-            if row and row[0]:
-                found[table] = row[0]
-    return found
-
-
 async def test_every_entry_point_refuses_every_bad_number_and_text_and_writes_nothing(
-    pool: AsyncConnectionPool, schema: str
+    pool: AsyncConnectionPool, schema: str, database_url: str
 ) -> None:
     env = Env(pool, schema)
     failures = []
@@ -238,7 +220,7 @@ async def test_every_entry_point_refuses_every_bad_number_and_text_and_writes_no
             else:
                 failures.append(f"{shown}: accepted")
     assert failures == []
-    assert await rows_written(pool, schema) == {}
+    assert rows_written(database_url, schema) == {}
 
 
 async def test_the_edges_of_each_range_are_accepted(pool: AsyncConnectionPool, schema: str) -> None:

@@ -9,11 +9,10 @@ import subprocess
 import sys
 import uuid
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from commandbus.cli import main
+from core._tables import rows_written
 
 BIG_AGE = "99999999999d"
 SURROGATE = "a\udcffb"  # what Python makes of the byte 0xff in an argument
@@ -70,22 +69,6 @@ CASES: list[tuple[str, list[str]]] = [
     ("--max-troubleshooting", ["health", "--max-troubleshooting", str(2**63)]),
     ("--port", ["web", "--port", "70000"]),
 ]
-
-
-def rows_written(database_url: str, schema: str) -> dict[str, int]:
-    with psycopg.connect(database_url) as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-            "AND table_type = 'BASE TABLE' AND table_name <> 'schema_version'",
-            [schema],
-        ).fetchall()
-        found = {}
-        for (table,) in tables:
-            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
-            row = conn.execute(query).fetchone()
-            if row and row[0]:
-                found[table] = row[0]
-    return found
 
 
 def test_every_flag_refuses_what_its_argument_refuses_in_one_line(

@@ -9,9 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 import commandbus_sync
@@ -26,6 +24,7 @@ from commandbus_sync import (
     SyncWorker,
 )
 from commandbus_sync.config import configured_thread_pool_size
+from core._tables import rows_written
 
 NAN, INF = float("nan"), float("inf")
 NUMBERS = [NAN, INF, -1, 1e308, 10**400, 2**63, True, timedelta.max]
@@ -96,22 +95,6 @@ CASES: list[tuple[str, str, list[object], Callable[[Twins, Any], object]]] = [
     ("check_health", "max_pending_age", NUMBERS, lambda t, v: commandbus_sync.check_health(
         t.pool, runtime=t.runtime, schema=t.schema, max_pending_age=v)),
 ]  # fmt: skip
-
-
-def rows_written(database_url: str, schema: str) -> dict[str, int]:
-    with psycopg.connect(database_url) as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-            "AND table_type = 'BASE TABLE' AND table_name <> 'schema_version'",
-            [schema],
-        ).fetchall()
-        found = {}
-        for (table,) in tables:
-            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
-            row = conn.execute(query).fetchone()
-            if row and row[0]:
-                found[table] = row[0]
-    return found
 
 
 def test_every_sync_twin_refuses_what_the_core_refuses_and_writes_nothing(

@@ -148,28 +148,10 @@ def check_json_object(field: str, value: object) -> dict[str, Any]:
 
 
 def check_delay(value: object) -> float:
-    """Seconds (int/float) or a timedelta; None means now."""
+    """Seconds (int/float) or a timedelta, from 0 to :data:`MAX_DELAY`; None means now."""
     if value is None:
         return 0.0
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an int beyond any float, e.g. 10**400
-            seconds = math.inf if value > 0 else -math.inf
-    else:
-        raise ValidationError(
-            "delay", f"must be seconds or a timedelta, got {type(value).__name__}"
-        )
-    if math.isnan(seconds) or not 0 <= seconds <= MAX_DELAY.total_seconds():
-        too_big = isinstance(value, int) and math.isinf(seconds)  # repr may be refused too
-        shown = "an integer beyond any float" if too_big else repr(value)
-        raise ValidationError(
-            "delay",
-            f"must be a non-negative duration of at most {MAX_DELAY.days} days, got {shown}",
-        )
-    return seconds
+    return check_seconds("delay", value, at_most=MAX_SECONDS, zero=True)
 
 
 #: Priorities run from 0 (first, the default) to MAX_PRIORITY (last), as in Oban.
