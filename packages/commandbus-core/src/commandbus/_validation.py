@@ -51,6 +51,7 @@ __all__ = [
     "check_text",
     "require_uuid",
     "check_schema",
+    "short_repr",
     "check_uuid",
     "dump_json_object",
 ]
@@ -165,7 +166,8 @@ def check_priority(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_PRIORITY:
         raise ValidationError(
             "priority",
-            f"must be an integer from 0 (runs first) to {MAX_PRIORITY} (runs last), got {value!r}",
+            f"must be an integer from 0 (runs first) to {MAX_PRIORITY} (runs last), "
+            f"got {short_repr(value)}",
         )
     return int(value)
 
@@ -174,7 +176,9 @@ def check_max_attempts(value: object, default: int, field: str = "max_attempts")
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ATTEMPTS:
-        raise ValidationError(field, f"must be an integer from 1 to {MAX_ATTEMPTS}, got {value!r}")
+        raise ValidationError(
+            field, f"must be an integer from 1 to {MAX_ATTEMPTS}, got {short_repr(value)}"
+        )
     return int(value)  # a plain int, also for an (int, Enum) member
 
 
@@ -206,10 +210,12 @@ def check_status(value: object) -> str:
 def check_paging(limit: object, offset: object) -> dict[str, int]:
     """``limit`` 1..10000 and ``offset`` >= 0, as query parameters."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10_000:
-        raise ValidationError("limit", f"must be an integer between 1 and 10000, got {limit!r}")
+        raise ValidationError(
+            "limit", f"must be an integer between 1 and 10000, got {short_repr(limit)}"
+        )
     if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
         raise ValidationError(
-            "offset", f"must be an integer between 0 and {MAX_OFFSET}, got {offset!r}"
+            "offset", f"must be an integer between 0 and {MAX_OFFSET}, got {short_repr(offset)}"
         )
     return {"limit": limit, "offset": offset}
 
@@ -241,8 +247,10 @@ MAX_SECONDS = MAX_DELAY.total_seconds()
 MAX_CHUNK_SIZE = 100_000
 
 
-def _shown(value: object) -> str:
+def short_repr(value: object) -> str:
     """``repr`` of a refused value, short (an int of 400 digits is not worth printing)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return "an integer of more than 38 digits"  # repr of 10**5000 itself raises
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -251,7 +259,7 @@ def check_int(field: str, value: object, *, at_least: int, at_most: int) -> int:
     """An integer from ``at_least`` to ``at_most`` (a bool is not one)."""
     if not isinstance(value, int) or isinstance(value, bool) or not at_least <= value <= at_most:
         raise ValidationError(
-            field, f"must be an integer from {at_least} to {at_most:,}, got {_shown(value)}"
+            field, f"must be an integer from {at_least} to {at_most:,}, got {short_repr(value)}"
         )
     return int(value)  # a plain int, also for an (int, Enum) member
 
@@ -283,7 +291,7 @@ def check_seconds(field: str, value: object, *, at_most: float, zero: bool = Fal
     if not (low_ok and seconds <= at_most):  # NaN fails both comparisons
         low = "0 or more" if zero else "more than 0"
         raise ValidationError(
-            field, f"must be {low} and at most {_seconds_text(at_most)}, got {_shown(value)}"
+            field, f"must be {low} and at most {_seconds_text(at_most)}, got {short_repr(value)}"
         )
     return seconds
 
@@ -324,7 +332,7 @@ def check_age(field: str, value: object, *, at_least: float = 0.0) -> timedelta:
     seconds = check_seconds(field, value, at_most=MAX_SECONDS)
     if seconds < at_least:
         raise ValidationError(
-            field, f"must be at least {at_least:g} second(s), got {_shown(value)}"
+            field, f"must be at least {at_least:g} second(s), got {short_repr(value)}"
         )
     return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
 
@@ -361,7 +369,7 @@ def check_max_data_bytes(value: object) -> int | None:
         raise ValidationError(
             "max_data_bytes",
             f"must be None or an integer from 1 to {MAX_SEND_BYTES} (PostgreSQL's jsonb "
-            f"limit), got {value!r}",
+            f"limit), got {short_repr(value)}",
         )
     return int(value)
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from numbers import Real
 
 from commandbus._errors import ValidationError
-from commandbus._validation import check_delay, check_max_attempts
+from commandbus._validation import check_delay, check_max_attempts, short_repr
 
 __all__ = ["RetryPolicy"]
 
@@ -41,7 +41,9 @@ class RetryPolicy:
         object.__setattr__(self, "backoff", tuple(_seconds(delay) for delay in delays))
         jitter = self.jitter
         if not _is_real(jitter) or not 0 <= jitter <= 1:
-            raise ValidationError("jitter", f"must be a number between 0 and 1, got {jitter!r}")
+            raise ValidationError(
+                "jitter", f"must be a number between 0 and 1, got {short_repr(jitter)}"
+            )
         object.__setattr__(self, "jitter", float(jitter))
 
     def delay_after(self, attempt: int) -> float:
