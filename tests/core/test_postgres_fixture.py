@@ -89,24 +89,33 @@ def _exists(server_url: str, name: str) -> bool:
         return row.fetchone() == (1,)
 
 
+def _name(url: str) -> str:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    assert isinstance(name, str)
+    return name
+
+
 def test_a_template_gives_migrated_clones_and_drops_only_its_own(server_url: str) -> None:
     with DatabaseTemplate(server_url, schemas=["billing", "commandbus"]) as template:
         assert _exists(server_url, template.name)
-        with template.database() as url:
-            name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-            assert isinstance(name, str) and name != template.name
-            with psycopg.connect(url) as conn:
-                for schema in ("billing", "commandbus"):
-                    rows = conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall()
-                    assert sorted(v for (v,) in rows) == shipped_migrations()
-                conn.execute("CREATE TABLE mine (id int)")  # a clone is the test's to change
-        assert not _exists(server_url, name)
-        with template.database() as again, psycopg.connect(again) as conn:
-            found = conn.execute("SELECT to_regclass('public.mine')").fetchone()
-            assert found == (None,)  # the template never saw the first clone's table
+        url = template.clone()
+        with psycopg.connect(url) as conn:
+            for schema in ("billing", "commandbus"):
+                rows = conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall()
+                assert sorted(v for (v,) in rows) == shipped_migrations()
+            conn.execute("CREATE TABLE mine (id int)")  # a clone is the test's to change
+        template.drop_clone(url)
+        assert not _exists(server_url, _name(url))
         # Neither the server's own database nor the template is ever dropped as a clone.
         for not_a_clone in (server_url, database_url(server_url, template.name)):
             with pytest.raises(ValueError, match="not a clone"):
                 template.drop_clone(not_a_clone)
-        assert _exists(server_url, template.name)
-    assert not _exists(server_url, template.name)
+        # Clones made ahead and dropped in the background: each block has its own, fresh.
+        used = []
+        for _ in range(3):
+            with template.database() as url, psycopg.connect(url, autocommit=True) as conn:
+                used.append(_name(url))
+                assert conn.execute("SELECT to_regclass('public.mine')").fetchone() == (None,)
+                conn.execute("CREATE TABLE mine (id int)")
+        assert len(set(used)) == 3 and template.name not in used
+    assert not any(_exists(server_url, name) for name in [template.name, *used])

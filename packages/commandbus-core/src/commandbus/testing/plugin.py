@@ -65,6 +65,9 @@ __all__ = [
     "commandbus_template",
 ]
 
+#: URLs of the throwaway servers this plugin started (no fsync: cheap checkpoints).
+_THROWAWAY: set[str] = set()
+
 #: The fixtures that must run on the test's event loop.
 _ASYNC_FIXTURES = frozenset({"commandbus_pool", "commandbus_bus"})
 
@@ -85,6 +88,8 @@ def commandbus_server_url() -> Iterator[str]:
     from commandbus.testing.postgres import postgres_server
 
     with postgres_server() as server:
+        if server.throwaway:
+            _THROWAWAY.add(server.url)
         yield server.url
 
 
@@ -101,7 +106,11 @@ def commandbus_template(
     """A template database with ``commandbus_schema`` migrated, dropped after the session."""
     from commandbus.testing.databases import DatabaseTemplate
 
-    with DatabaseTemplate(commandbus_server_url, schemas=[commandbus_schema]) as template:
+    with DatabaseTemplate(
+        commandbus_server_url,
+        schemas=[commandbus_schema],
+        copy_files=commandbus_server_url in _THROWAWAY,
+    ) as template:
         yield template
 
 
