@@ -27,11 +27,17 @@ from commandbus.testing.databases import database_url as url_of
 MIGRATED = frozenset({"pool", "sync_pool"})
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run every ``async def`` test on anyio's asyncio runner without per-test markers."""
+    """Run every ``async def`` test on anyio's asyncio runner without per-test markers.
+
+    And the ``slow`` tests first (each takes seconds to a minute, mostly waiting on a
+    subprocess): with two xdist workers, one started last would keep one worker busy
+    alone at the end. After pytest-randomly's shuffle; a stable sort keeps its order."""
     for item in items:
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
             item.add_marker(pytest.mark.anyio)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -163,6 +163,7 @@ def _contents(url: str) -> list[tuple[str, str, int]]:
         ]
 
 
+@pytest.mark.slow
 def test_with_database_url_on_a_live_database_nothing_a_test_sends_lands_there(
     pytester: pytest.Pytester, fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,6 +236,7 @@ MODES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", list(MODES))
 def test_the_async_fixtures_work_under_each_runner(
     pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch, mode: str
@@ -250,6 +252,7 @@ def test_the_async_fixtures_work_under_each_runner(
     assert "trio" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_an_explicit_trio_backend_fails_with_a_clear_message(
     pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,6 +265,7 @@ def test_an_explicit_trio_backend_fails_with_a_clear_message(
     result.stdout.fnmatch_lines(["*commandbus_pool runs on asyncio only*"])
 
 
+@pytest.mark.slow
 def test_the_plugin_is_registered_and_lists_its_fixtures(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--fixtures", "-p", "no:randomly")
     out = result.stdout.str()

@@ -112,7 +112,7 @@ class DatabaseTemplate:
         """A clone for the block, dropped afterwards. The clone was made ahead, while the
         previous block ran, and the drop happens in the background."""
         if self._background is None:
-            self._background = ThreadPoolExecutor(1, thread_name_prefix="commandbus-databases")
+            self._background = ThreadPoolExecutor(1, thread_name_prefix="test-database-clones")
         url = self._next.result() if self._next is not None else self._run(self.clone)
         self._next = self._background.submit(self.clone)
         try:
