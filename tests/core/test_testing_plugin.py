@@ -125,10 +125,11 @@ async def _create_table(pool):
 
 
 def _run_user_tests(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
-    """``source`` as a user's test file, run by pytest in a subprocess (the plugin loaded
-    from its entry point, none of this repository's conftest)."""
+    """``source`` as a user's test file, run by pytest in this process (the plugin loaded
+    from its entry point, none of this repository's conftest): a second interpreter with
+    every plugin imported again would cost seconds a run."""
     pytester.makepyfile(test_user=source)
-    return pytester.runpytest_subprocess(
+    return pytester.runpytest_inprocess(
         "-p", "no:randomly", "-p", "no:xdist", "-p", "no:cacheprovider", "-q", *args
     )
 
@@ -210,17 +211,17 @@ MODES = {
     # name: (the file's marks, pytest's arguments, outcomes)
     "pytest-asyncio strict": (
         "pytestmark = pytest.mark.asyncio",
-        ["-p", "asyncio", "--asyncio-mode=strict", *FIXTURE_LOOP],
+        ["--asyncio-mode=strict", *FIXTURE_LOOP],
         {"passed": 2},
     ),
     "pytest-asyncio strict, module loop": (
         'pytestmark = pytest.mark.asyncio(loop_scope="module")',
-        ["-p", "asyncio", "--asyncio-mode=strict", *FIXTURE_LOOP],
+        ["--asyncio-mode=strict", *FIXTURE_LOOP],
         {"passed": 2},
     ),
     "pytest-asyncio auto": (
         "",
-        ["-p", "asyncio", "--asyncio-mode=auto", *FIXTURE_LOOP],
+        ["--asyncio-mode=auto", *FIXTURE_LOOP],
         {"passed": 2},
     ),
     "anyio, asyncio only": (
@@ -267,7 +268,7 @@ def test_an_explicit_trio_backend_fails_with_a_clear_message(
 
 @pytest.mark.slow
 def test_the_plugin_is_registered_and_lists_its_fixtures(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--fixtures", "-p", "no:randomly")
+    result = pytester.runpytest_inprocess("--fixtures", "-p", "no:randomly", "-p", "no:asyncio")
     out = result.stdout.str()
     for name in (
         "commandbus_database_url",
