@@ -37,6 +37,7 @@ WHEELS = [
     (ROOT / "packages" / "commandbus-core", "commandbus_core-0.1.0-py3-none-any.whl"),
     (ROOT / "packages" / "commandbus-sync", "commandbus_sync-0.1.0-py3-none-any.whl"),
     (ROOT / "packages" / "commandbus-web", "commandbus_web-0.1.0-py3-none-any.whl"),
+    (ROOT / "packages" / "commandbus-django", "commandbus_django-0.1.0-py3-none-any.whl"),
     (ROOT, "commandbus-0.1.0-py3-none-any.whl"),
 ]
 #: The root distribution's extras, and the packages of this repository each one needs.
@@ -46,6 +47,11 @@ NEEDS = {
     "web": {"./packages/commandbus-core", "./packages/commandbus-web"},
     "prometheus": {"./packages/commandbus-core"},
     "otel": {"./packages/commandbus-core"},
+    "django": {
+        "./packages/commandbus-core",
+        "./packages/commandbus-sync",
+        "./packages/commandbus-django",
+    },
 }
 ALL_EXTRAS = ",".join(NEEDS)
 
@@ -121,7 +127,7 @@ def test_no_doc_installs_our_names_from_the_public_index() -> None:
         for args in pip_installs(doc.read_text()):
             for arg in args:
                 name = re.split(r"[\[=<>]", arg.strip("'\""))[0]
-                assert not re.fullmatch(r"commandbus(-core|-sync|-web)?", name) or (
+                assert not re.fullmatch(r"commandbus(-core|-sync|-web|-django)?", name) or (
                     "unrelated" in doc.read_text() and arg == "commandbus"
                 ), f"{doc.name}: pip install {' '.join(args)}"
 
@@ -222,7 +228,10 @@ def test_wheels_and_a_clone_install_every_extra_and_run_the_quick_starts_and_con
         cwd=tmp_path,
         timeout=150,
     )
-    imports = "import commandbus_sync, commandbus_web, prometheus_client, opentelemetry.trace"
+    imports = (
+        "import commandbus_sync, commandbus_web, commandbus_django, prometheus_client, "
+        "opentelemetry.trace"
+    )
     where = _run([python, "-c", f"{imports}; print(commandbus_web.__file__)"], cwd=tmp_path)
     assert where.startswith(str(tmp_path / "venv")), where  # the installed wheel
 

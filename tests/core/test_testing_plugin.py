@@ -129,8 +129,18 @@ def _run_user_tests(pytester: pytest.Pytester, source: str, *args: str) -> pytes
     from its entry point, none of this repository's conftest): a second interpreter with
     every plugin imported again would cost seconds a run."""
     pytester.makepyfile(test_user=source)
+    # Not pytest-django: this process may have set Django up already (tests/dj).
     return pytester.runpytest_inprocess(
-        "-p", "no:randomly", "-p", "no:xdist", "-p", "no:cacheprovider", "-q", *args
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:django",
+        "-q",
+        *args,
     )
 
 
@@ -268,7 +278,9 @@ def test_an_explicit_trio_backend_fails_with_a_clear_message(
 
 @pytest.mark.slow
 def test_the_plugin_is_registered_and_lists_its_fixtures(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_inprocess("--fixtures", "-p", "no:randomly", "-p", "no:asyncio")
+    result = pytester.runpytest_inprocess(
+        "--fixtures", "-p", "no:randomly", "-p", "no:asyncio", "-p", "no:django"
+    )
     out = result.stdout.str()
     for name in (
         "commandbus_database_url",
