@@ -72,6 +72,7 @@ class DatabaseTemplate:
         self._admin: psycopg.Connection | None = None
         self._background: ThreadPoolExecutor | None = None
         self._next: Future[str] | None = None
+        self._used: str | None = None  # the last clone handed out, dropped at the next
 
     def create(self) -> None:
         """Create the template and migrate its schemas (with :func:`migration_sql`, the
@@ -110,21 +111,29 @@ class DatabaseTemplate:
     @contextmanager
     def database(self) -> Iterator[str]:
         """A clone for the block, dropped afterwards. The clone was made ahead, while the
-        previous block ran, and the drop happens in the background."""
+        previous block ran; it is dropped in the background when the next block starts
+        (or at :meth:`drop`), once whatever else the test set up has been torn down."""
         if self._background is None:
             self._background = ThreadPoolExecutor(1, thread_name_prefix="test-database-clones")
+        self._drop_used()
         url = self._next.result() if self._next is not None else self._run(self.clone)
         self._next = self._background.submit(self.clone)
         try:
             yield url
         finally:
-            self._background.submit(self._drop_quietly, url)
+            self._used = url
+
+    def _drop_used(self) -> None:
+        if self._used is not None and self._background is not None:
+            used, self._used = self._used, None
+            self._background.submit(self._drop_quietly, used)
 
     def drop(self) -> None:
         """Drop the template, after the background work ended and the clone made ahead
         was dropped (the clones handed out are dropped by :meth:`database`)."""
         try:
             if self._background is not None:
+                self._drop_used()
                 background, self._background = self._background, None
                 if self._next is not None:
                     ahead, self._next = self._next, None
