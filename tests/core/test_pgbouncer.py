@@ -16,10 +16,12 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import (
@@ -32,6 +34,7 @@ from commandbus import (
     TransientCommandError,
     migrate,
 )
+from commandbus.testing.databases import database_url as url_of
 from commandbus.testing.pgbouncer import PgBouncer, find_pgbouncer, pgbouncer
 from core._sagas import saga_env
 from core.helpers import make_worker, running, wait_for_status
@@ -46,9 +49,16 @@ DOMAIN = "orders"
 
 
 @pytest.fixture(scope="module")
-def bouncer(database_url: str) -> Iterator[PgBouncer]:
-    with pgbouncer(database_url, pool_mode="transaction", pool_size=10) as running_bouncer:
-        yield running_bouncer
+def running_bouncer(server_url: str) -> Iterator[PgBouncer]:
+    with pgbouncer(server_url, pool_mode="transaction", pool_size=10) as started:
+        yield started
+
+
+@pytest.fixture
+def bouncer(running_bouncer: PgBouncer, database_url: str) -> PgBouncer:
+    """The module's PgBouncer, its URL naming this test's own database."""
+    test_database = conninfo_to_dict(database_url)["dbname"]
+    return replace(running_bouncer, url=url_of(running_bouncer.url, test_database))
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ import sys
 import psycopg
 import pytest
 
-from commandbus.testing import find_server_binaries, postgres_server
+from commandbus.migrations import shipped_migrations
+from commandbus.testing import DatabaseTemplate, find_server_binaries, postgres_server
+from commandbus.testing.databases import database_url
 from commandbus.testing.postgres import PostgresNotAvailableError, start_postgres
 
 
@@ -42,6 +44,8 @@ def test_throwaway_server_starts_and_is_removed() -> None:
         pytest.fail("PostgreSQL server binaries are needed for this test")
     with postgres_server(use_env=False) as server:
         assert server.throwaway
+        if os.access("/dev/shm", os.W_OK):  # in memory where the machine has it
+            assert (server.data_dir or "").startswith("/dev/shm/")
         with psycopg.connect(server.url, connect_timeout=5) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         url = server.url
@@ -77,3 +81,41 @@ sys.exit(1)
     assert out.returncode == 0, out.stderr
     assert "DATABASE_URL" in out.stdout and "commandbus-core[embedded]" in out.stdout
     assert issubclass(PostgresNotAvailableError, RuntimeError)
+
+
+def _exists(server_url: str, name: str) -> bool:
+    with psycopg.connect(server_url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [name])
+        return row.fetchone() == (1,)
+
+
+def _name(url: str) -> str:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    assert isinstance(name, str)
+    return name
+
+
+def test_a_template_gives_migrated_clones_and_drops_only_its_own(server_url: str) -> None:
+    with DatabaseTemplate(server_url, schemas=["billing", "commandbus"]) as template:
+        assert _exists(server_url, template.name)
+        url = template.clone()
+        with psycopg.connect(url) as conn:
+            for schema in ("billing", "commandbus"):
+                rows = conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall()
+                assert sorted(v for (v,) in rows) == shipped_migrations()
+            conn.execute("CREATE TABLE mine (id int)")  # a clone is the test's to change
+        template.drop_clone(url)
+        assert not _exists(server_url, _name(url))
+        # Neither the server's own database nor the template is ever dropped as a clone.
+        for not_a_clone in (server_url, database_url(server_url, template.name)):
+            with pytest.raises(ValueError, match="not a clone"):
+                template.drop_clone(not_a_clone)
+        # Clones made ahead and dropped in the background: each block has its own, fresh.
+        used = []
+        for _ in range(3):
+            with template.database() as url, psycopg.connect(url, autocommit=True) as conn:
+                used.append(_name(url))
+                assert conn.execute("SELECT to_regclass('public.mine')").fetchone() == (None,)
+                conn.execute("CREATE TABLE mine (id int)")
+        assert len(set(used)) == 3 and template.name not in used
+    assert not any(_exists(server_url, name) for name in [template.name, *used])

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import (
@@ -25,6 +26,7 @@ from commandbus import (
     RetryPolicy,
     TransientCommandError,
 )
+from commandbus.migrations import migration_sql
 from commandbus.models import Command
 from commandbus.testing import (
     CommandNotReachedError,
@@ -33,27 +35,23 @@ from commandbus.testing import (
     wait_for_command,
 )
 from core.helpers import make_worker, running
+from test_install import quick_starts
 
 pytest_plugins = ["pytester"]
 
 DOMAIN = "orders"
 
 USER_TESTS = """
+import asyncio
+import os
 import uuid
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
-from commandbus import CommandStatus, HandlerRegistry
+from commandbus import CommandBus, CommandStatus, HandlerRegistry, Worker
 from commandbus.testing import drain, wait_for_command
 from commandbus_sync.testing import drain as drain_sync
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"  # psycopg's async API runs on asyncio
-
 
 registry = HandlerRegistry()
 
@@ -64,41 +62,60 @@ async def ship(command, ctx):
     return {"shipped": command.data["order"]}
 
 
-def remember(pytester_dir, schema):
-    with open(f"{pytester_dir}/schemas.txt", "a") as f:
-        f.write(schema + "\\n")
+def remember(url):
+    with open(os.path.join(HERE, "databases.txt"), "a") as f:
+        f.write(conninfo_to_dict(url)["dbname"] + "\\n")
 
 
-async def test_async_fixtures(commandbus_pool, commandbus_bus, commandbus_schema):
-    remember(PYTESTER_DIR, commandbus_schema)
-    assert commandbus_bus.schema == commandbus_schema
+@pytest.fixture(autouse=True)
+def remember_the_template(commandbus_template):
+    with open(os.path.join(HERE, "databases.txt"), "a") as f:
+        f.write(commandbus_template.name + "\\n")
+
+
+@pytest.mark.anyio
+async def test_the_defaults_run_on_the_tests_own_database(commandbus_pool, commandbus_database_url):
+    remember(commandbus_database_url)
+    assert os.environ["DATABASE_URL"] == commandbus_database_url
     async with commandbus_pool.connection() as conn:
-        cur = await conn.execute("SELECT current_schema()")
-        assert (await cur.fetchone())[0] == commandbus_schema
-        await conn.execute("CREATE TABLE shipped (order_id int)")  # in the test's schema
+        await conn.execute("CREATE TABLE shipped (order_id int)")
+    bus = CommandBus(commandbus_pool)  # the default schema
     command_id = uuid.uuid4()
-    await commandbus_bus.send("orders", "Ship", command_id, {"order": 7})
-    (done,) = await drain(registry, commandbus_bus)
-    assert (done.command_id, done.status, done.result) == (
-        command_id, CommandStatus.COMPLETED, {"shipped": 7}
-    )
-    assert (await wait_for_command(commandbus_bus, "orders", command_id)).attempts == 1
+    await bus.send("orders", "Ship", command_id, {"order": 7})
+    worker = Worker(commandbus_pool, domain="orders", registry=registry)
+    run = asyncio.create_task(worker.run())
+    done = await wait_for_command(bus, "orders", command_id, timeout=20)
+    await worker.stop()
+    await run
+    assert (done.status, done.result) == (CommandStatus.COMPLETED, {"shipped": 7})
 
 
-async def test_every_test_gets_an_empty_schema(commandbus_bus, commandbus_schema):
-    remember(PYTESTER_DIR, commandbus_schema)
+@pytest.mark.anyio
+async def test_every_test_starts_empty(commandbus_bus, commandbus_pool, commandbus_database_url):
+    remember(commandbus_database_url)
+    assert commandbus_bus.schema == "commandbus"
     assert await commandbus_bus.query_commands() == []
+    async with commandbus_pool.connection() as conn:
+        await conn.execute("CREATE TABLE shipped (order_id int)")  # no other test's table
+    command_id = uuid.uuid4()
+    await commandbus_bus.send("orders", "Ship", command_id, {"order": 8})
+    (done,) = await drain(registry, commandbus_bus)
+    assert (done.command_id, done.status) == (command_id, CommandStatus.COMPLETED)
 
 
 def test_sync_fixtures(commandbus_sync_runtime, commandbus_sync_bus, commandbus_sync_pool,
-                       commandbus_schema):
-    remember(PYTESTER_DIR, commandbus_schema)
+                       commandbus_database_url):
+    remember(commandbus_database_url)
     assert commandbus_sync_bus.runtime is commandbus_sync_runtime
     commandbus_sync_runtime.run(_create_table, commandbus_sync_pool)
-    command_id = uuid.uuid4()
-    commandbus_sync_bus.send("orders", "Ship", command_id, {"order": 8})
+    commandbus_sync_bus.send("orders", "Ship", uuid.uuid4(), {"order": 9})
     (done,) = drain_sync(registry, commandbus_sync_bus)
     assert done.status == CommandStatus.COMPLETED
+
+
+def test_the_readme_quick_start_as_written(commandbus_database_url):
+    remember(commandbus_database_url)
+    exec(QUICK_START, {"__name__": "quick_start"})  # reads DATABASE_URL, CommandBus(pool)
 
 
 async def _create_table(pool):
@@ -107,24 +124,163 @@ async def _create_table(pool):
 """
 
 
-def test_a_users_test_file_gets_fresh_schemas_that_are_dropped_after(
-    pytester: pytest.Pytester, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    pytester.makepyfile(test_user=USER_TESTS.replace("PYTESTER_DIR", repr(str(pytester.path))))
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:xdist", "-q")
-    result.assert_outcomes(passed=3)
-    schemas = (pytester.path / "schemas.txt").read_text().split()
-    assert len(set(schemas)) == 3
-    with psycopg.connect(database_url) as conn:
-        left = conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", [schemas]
+def _run_user_tests(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    """``source`` as a user's test file, run by pytest in this process (the plugin loaded
+    from its entry point, none of this repository's conftest): a second interpreter with
+    every plugin imported again would cost seconds a run."""
+    pytester.makepyfile(test_user=source)
+    # Not pytest-django: this process may have set Django up already (tests/dj).
+    return pytester.runpytest_inprocess(
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:django",
+        "-q",
+        *args,
+    )
+
+
+def _databases(server_url: str, names: list[str]) -> list[str]:
+    with psycopg.connect(server_url) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname = ANY(%s)", [names]
         ).fetchall()
-    assert left == []
+    return [row[0] for row in rows]
 
 
+def _contents(url: str) -> list[tuple[str, str, int]]:
+    """Every table of the database outside the catalogs, with its rows counted."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables"
+            " WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+            " ORDER BY 1, 2"
+        ).fetchall()
+        return [
+            (
+                schema,
+                table,
+                conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}.{}").format(
+                        sql.Identifier(schema), sql.Identifier(table)
+                    )
+                ).fetchone()[0],
+            )
+            for schema, table in tables
+        ]
+
+
+@pytest.mark.slow
+def test_with_database_url_on_a_live_database_nothing_a_test_sends_lands_there(
+    pytester: pytest.Pytester, fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #22 item 8: a developer's database with a live ``commandbus`` schema (a worker
+    would run what lands there) named by ``DATABASE_URL``: the tests' commands, sent with
+    the defaults, stay in their own databases, which are gone after the run."""
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute(migration_sql().encode(), prepare=False)
+    before = _contents(fresh_database)
+    monkeypatch.setenv("DATABASE_URL", fresh_database)
+    source = USER_TESTS.replace("HERE", repr(str(pytester.path)))
+    source += f"\n\nQUICK_START = {quick_starts()['Quick start (async)']!r}\n"
+    result = _run_user_tests(pytester, source, "-p", "no:asyncio")
+
+    result.assert_outcomes(passed=4)
+    assert _contents(fresh_database) == before  # not one row, table or schema more
+    names = (pytester.path / "databases.txt").read_text().split()
+    template = {name for name in names if "template" in name}
+    tests = [name for name in names if "template" not in name]
+    assert len(template) == 1 and len(set(tests)) == 4
+    assert _databases(fresh_database, [*template, *tests]) == []  # all dropped
+
+
+MODE_TESTS = """
+import pytest
+
+MARK
+
+
+async def test_pool_and_bus_run_on_the_tests_loop(commandbus_pool, commandbus_bus):
+    async with commandbus_pool.connection() as conn:
+        await (await conn.execute("SELECT 1")).fetchone()
+    assert await commandbus_bus.query_commands() == []
+
+
+async def test_a_second_test_on_the_same_loop_rules(commandbus_pool):
+    async with commandbus_pool.connection() as conn:
+        await conn.execute("SELECT 1")
+"""
+
+#: What a pytest-asyncio user's configuration sets (unset, pytest-asyncio warns).
+FIXTURE_LOOP = ["-o", "asyncio_default_fixture_loop_scope=function"]
+MODES = {
+    # name: (the file's marks, pytest's arguments, outcomes)
+    "pytest-asyncio strict": (
+        "pytestmark = pytest.mark.asyncio",
+        ["--asyncio-mode=strict", *FIXTURE_LOOP],
+        {"passed": 2},
+    ),
+    "pytest-asyncio strict, module loop": (
+        'pytestmark = pytest.mark.asyncio(loop_scope="module")',
+        ["--asyncio-mode=strict", *FIXTURE_LOOP],
+        {"passed": 2},
+    ),
+    "pytest-asyncio auto": (
+        "",
+        ["--asyncio-mode=auto", *FIXTURE_LOOP],
+        {"passed": 2},
+    ),
+    "anyio, asyncio only": (
+        "pytestmark = pytest.mark.anyio",
+        ["-p", "no:asyncio"],
+        {"passed": 2, "deselected": 2},
+    ),
+    "anyio auto mode": (
+        "",
+        ["-p", "no:asyncio", "-o", "anyio_mode=auto"],
+        {"passed": 2, "deselected": 2},
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_async_fixtures_work_under_each_runner(
+    pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Issue #22 item 9: pytest-asyncio's strict and auto modes, and anyio's plugin
+    (asyncio only: the trio variants of anyio's default backend are deselected)."""
+    marks, args, outcomes = MODES[mode]
+    monkeypatch.setenv("DATABASE_URL", server_url)
+    result = _run_user_tests(
+        pytester, MODE_TESTS.replace("MARK", marks), "-W", "error", "-rA", *args
+    )
+    result.assert_outcomes(**outcomes)
+    assert "trio" not in result.stdout.str()
+
+
+@pytest.mark.slow
+def test_an_explicit_trio_backend_fails_with_a_clear_message(
+    pytester: pytest.Pytester, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", server_url)
+    marks = (
+        'pytestmark = pytest.mark.anyio\n\n@pytest.fixture\ndef anyio_backend():\n    return "trio"'
+    )
+    result = _run_user_tests(pytester, MODE_TESTS.replace("MARK", marks), "-p", "no:asyncio")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*commandbus_pool runs on asyncio only*"])
+
+
+@pytest.mark.slow
 def test_the_plugin_is_registered_and_lists_its_fixtures(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--fixtures", "-p", "no:randomly")
+    result = pytester.runpytest_inprocess(
+        "--fixtures", "-p", "no:randomly", "-p", "no:asyncio", "-p", "no:django"
+    )
     out = result.stdout.str()
     for name in (
         "commandbus_database_url",
@@ -150,13 +306,20 @@ def test_importing_the_plugin_starts_nothing_and_stays_light() -> None:
     assert done.returncode == 0, done.stderr
 
 
-async def test_the_plugin_lives_beside_this_repositorys_own_fixtures(
-    bus: CommandBus, commandbus_bus: CommandBus, schema: str, commandbus_schema: str
+async def test_this_repositorys_fixtures_are_the_plugins(
+    bus: CommandBus,
+    commandbus_bus: CommandBus,
+    database_url: str,
+    commandbus_database_url: str,
+    schema: str,
+    commandbus_schema: str,
 ) -> None:
-    assert schema != commandbus_schema
+    """One database per test for both: the repository's tests run on the shipped plugin,
+    with a schema that is not the default (code that forgets its schema fails here)."""
+    assert (database_url, schema) == (commandbus_database_url, commandbus_schema)
+    assert schema != "commandbus"
     await commandbus_bus.send(DOMAIN, "Ship", uuid.uuid4(), {})
-    assert await bus.query_commands() == []
-    assert len(await commandbus_bus.query_commands()) == 1
+    assert len(await bus.query_commands()) == 1
 
 
 # -- wait_for_command --------------------------------------------------------------------

@@ -75,11 +75,11 @@ if not apps.ready:  # pytest-django sets Django up only if it was configured bef
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(
-    commandbus_database_url: str, request: pytest.FixtureRequest
+    commandbus_server_url: str, request: pytest.FixtureRequest
 ) -> None:
     """Point Django at the session's server before pytest-django makes its database:
     one test database per xdist worker (``test_<db>_gw0``), as pytest-django names them."""
-    info = psycopg.conninfo.conninfo_to_dict(commandbus_database_url)
+    info = psycopg.conninfo.conninfo_to_dict(commandbus_server_url)
     name = str(info.get("dbname", "postgres"))
     worker = getattr(request.config, "workerinput", {}).get("workerid")
     database = settings.DATABASES["default"]

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import migrate
 from commandbus_sync import SyncCommandBus, SyncRuntime
 
 
@@ -22,12 +21,10 @@ def runtime() -> Iterator[SyncRuntime]:
 
 
 @pytest.fixture
-def sync_pool(runtime: SyncRuntime, database_url: str, schema: str) -> AsyncConnectionPool:
-    """An async pool opened on ``runtime``'s loop, on a migrated test schema (the runtime
-    closes it at shutdown, before the schema is dropped)."""
-    pool = runtime.open_pool(database_url, min_size=1, max_size=10)
-    runtime.run(migrate, pool, schema=schema)
-    return pool
+def sync_pool(runtime: SyncRuntime, database_url: str) -> AsyncConnectionPool:
+    """An async pool opened on ``runtime``'s loop, on the test's database, where ``schema``
+    is migrated (the runtime closes it at shutdown, before the database is dropped)."""
+    return runtime.open_pool(database_url, min_size=1, max_size=10)
 
 
 @pytest.fixture

@@ -1,15 +1,18 @@
 """Helpers for testing applications built on commandbus (and for commandbus's own tests).
 
 * a throwaway PostgreSQL server: :func:`postgres_server`;
+* a migrated template database and a clone of it per test: :class:`DatabaseTemplate`;
 * :func:`wait_for_command`, :func:`drain` and :func:`make_context` for handler tests;
 * :func:`inline` / :class:`InlineRunner`: run handlers in the test's process as soon as a
   command sent is committed;
 * the pytest plugin (:mod:`commandbus.testing.plugin`, loaded by pytest on its own):
-  ``commandbus_pool``, ``commandbus_bus``, ``commandbus_sync_runtime`` and friends.
+  ``commandbus_pool``, ``commandbus_bus``, ``commandbus_sync_runtime`` and friends, each
+  test on a database of its own.
 
 Blocking twins for ``SyncCommandBus`` are in ``commandbus_sync.testing``.
 """
 
+from commandbus.testing.databases import DatabaseTemplate
 from commandbus.testing.helpers import (
     CommandNotReachedError,
     drain,
@@ -27,6 +30,7 @@ from commandbus.testing.postgres import (
 
 __all__ = [
     "CommandNotReachedError",
+    "DatabaseTemplate",
     "InlineRunner",
     "PostgresNotAvailableError",
     "PostgresServer",
