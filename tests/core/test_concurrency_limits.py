@@ -95,6 +95,14 @@ async def test_a_limit_declared_by_one_deploy_binds_workers_that_do_not_declare_
     await send_mix(bus, 12)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(running(make_worker(pool, schema, declaring)))
+
+        async def declared() -> bool:
+            return bool(await execute(pool, schema, "SELECT 1 FROM {schema}.concurrency_limits"))
+
+        # A worker reads the domain's limits at its first lease and re-reads them every
+        # 30 s: one of an older deploy started before the limit was written runs
+        # unlimited until then (documented). Here the limit exists before it starts.
+        await wait_until(declared, timeout=10, what="the limit to be declared")
         await stack.enter_async_context(running(make_worker(pool, schema, silent)))
 
         async def all_done() -> bool:
