@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
-from psycopg.rows import kwargs_row, tuple_row
+from psycopg.rows import dict_row, kwargs_row, tuple_row
 
 from commandbus import _sql
 from commandbus._db import execute, fetch_all, fetch_one, tuple_cursor
@@ -49,6 +49,9 @@ __all__ = [
     "heartbeat",
     "finish_sync",
     "lease_commands",
+    "list_paused",
+    "pause_domain",
+    "resume_domain",
     "lock_command",
     "register_worker",
     "unregister_worker",
@@ -366,3 +369,34 @@ async def claim_batches(
     """Claim completed batches' callbacks for this process; whether any was claimed."""
     params = {"batch_ids": batch_ids, "completed_at": completed_at}
     return bool(await fetch_all(conn, _sql.query("batch_claim", schema), params))
+
+
+# -- paused domains ------------------------------------------------------------------------
+
+
+async def _dict_rows(
+    conn: AsyncConnection[Any], name: str, schema: str, params: Any
+) -> list[dict[str, Any]]:
+    async with AsyncCursor(conn, row_factory=dict_row) as cur:
+        await cur.execute(_sql.query(name, schema), params)
+        return await cur.fetchall()
+
+
+async def pause_domain(
+    conn: AsyncConnection[Any], schema: str, domain: str, operator: str | None, reason: str | None
+) -> dict[str, Any]:
+    """Pause (or re-pause) a domain; its row (domain, operator, reason, paused_at)."""
+    params = {"domain": domain, "operator": operator, "reason": reason}
+    (row,) = await _dict_rows(conn, "domain_pause", schema, params)
+    return row
+
+
+async def resume_domain(conn: AsyncConnection[Any], schema: str, domain: str, channel: str) -> bool:
+    """Resume a domain and wake its workers; False if it was not paused."""
+    params = {"domain": domain, "channel": channel}
+    return bool(await fetch_all(conn, _sql.query("domain_resume", schema), params))
+
+
+async def list_paused(conn: AsyncConnection[Any], schema: str) -> list[dict[str, Any]]:
+    """The paused domains' rows, by name."""
+    return await _dict_rows(conn, "domain_list_paused", schema, {})

@@ -16,9 +16,9 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from commandbus import _sql
+from commandbus import _store
 from commandbus._channels import command_channel
-from commandbus._db import autocommit_connection, fetch_all, fetch_one
+from commandbus._db import autocommit_connection
 from commandbus._validation import check_name, check_schema, check_text
 
 __all__ = ["PausedDomain", "list_paused", "pause_domain", "resume_domain"]
@@ -43,15 +43,12 @@ async def pause_domain(
     schema: str = "commandbus",
 ) -> PausedDomain:
     """Stop the domain's workers from starting commands until :func:`resume_domain`."""
-    params = {
-        "domain": check_name("domain", domain),
-        "operator": check_text("operator", operator, optional=True),
-        "reason": check_text("reason", reason, optional=True),
-    }
+    name = check_name("domain", domain)
+    operator = check_text("operator", operator, optional=True)
+    reason = check_text("reason", reason, optional=True)
     async with autocommit_connection(pool) as conn:
-        row = await fetch_one(conn, _sql.query("domain_pause", check_schema(schema)), params)
-    assert row is not None
-    paused = PausedDomain(*row)
+        row = await _store.pause_domain(conn, check_schema(schema), name, operator, reason)
+    paused = PausedDomain(**row)
     log.info(
         "domain %s paused by %s: %s",
         paused.domain,
@@ -72,21 +69,18 @@ async def resume_domain(
     """Let the domain's workers start commands again (woken at once); False if the domain
     was not paused."""
     schema = check_schema(schema)
-    params = {
-        "domain": check_name("domain", domain),
-        "channel": command_channel(schema, domain),
-    }
+    domain = check_name("domain", domain)
     operator = check_text("operator", operator, optional=True)
     async with autocommit_connection(pool) as conn:
-        rows = await fetch_all(conn, _sql.query("domain_resume", schema), params)
-    if rows:
+        resumed = await _store.resume_domain(conn, schema, domain, command_channel(schema, domain))
+    if resumed:
         log.info(
             "domain %s resumed by %s",
             domain,
             operator or "an unnamed operator",
             extra={"domain": domain, "operator": operator},
         )
-    return bool(rows)
+    return resumed
 
 
 async def list_paused(
@@ -94,5 +88,5 @@ async def list_paused(
 ) -> list[PausedDomain]:
     """The paused domains, by name."""
     async with autocommit_connection(pool) as conn:
-        rows = await fetch_all(conn, _sql.query("domain_list_paused", check_schema(schema)), {})
-    return [PausedDomain(*row) for row in rows]
+        rows = await _store.list_paused(conn, check_schema(schema))
+    return [PausedDomain(**row) for row in rows]
