@@ -44,7 +44,7 @@ registry = HandlerRegistry()
 
 async def _work(command: Command, ctx: HandlerContext) -> dict[str, Any]:
     started = time.time()
-    conn = ctx.conn  # first: a handler's first use of ctx.conn runs it again with one
+    conn = ctx.conn  # taken from the pool at its first statement (the INSERT below)
     data = command.data
     if data.get("permanent"):
         raise PermanentCommandError("SOAK_PERMANENT", "this command always fails")
