@@ -1,8 +1,11 @@
-"""Typed reads: each statement that returns models is paired here with its row type.
+"""The store: the one layer that runs the statements in ``sql/queries``.
 
-Rows are mapped by column *name* (psycopg's ``kwargs_row``), so a statement may order
-or add columns freely: no module indexes a row tuple for these models, and the pairing
-of ``sql/queries/<name>.sql`` with what it returns lives only in :data:`ROW_TYPES`.
+This package's ``__init__`` holds the command, worker and troubleshooting reads and
+writes; each other area has its own module here (``_store/<area>.py``), imported by the
+service that needs it. Every function takes the connection and the schema, binds its
+parameters and returns typed rows mapped by column *name* (psycopg's ``kwargs_row``), so
+a statement may order or add columns freely: no module indexes a row tuple, and the
+pairing of ``sql/queries/<name>.sql`` with what it returns lives only here.
 """
 
 from __future__ import annotations
