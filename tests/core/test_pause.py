@@ -38,14 +38,14 @@ def _registry(ran: list[uuid.UUID], domain: str = DOMAIN) -> HandlerRegistry:
 def _count_dequeues(worker: Worker) -> list[int]:
     """Count the worker's dequeue statements (each one checks the pause)."""
     calls = [0]
-    original = worker._dequeue
+    original = worker._fetcher.lease
 
-    async def counted(limit: int) -> Any:
-        result = await original(limit)
-        calls[0] += 1
+    async def counted(statement: str, limit: int, *, alone: bool) -> Any:
+        result = await original(statement, limit, alone=alone)
+        calls[0] += statement == "dequeue"
         return result
 
-    worker._dequeue = counted  # type: ignore[method-assign]
+    worker._fetcher.lease = counted  # type: ignore[method-assign]
     return calls
 
 

@@ -162,9 +162,9 @@ async def test_a_full_lease_batch_is_followed_at_once_by_the_next(
     """When a dequeue fills its batch (more work may wait), the worker leases again at
     once instead of sleeping until the next poll (it once idled a poll_interval per batch
     whenever concurrency exceeded the batch size)."""
-    import commandbus.worker as worker_module
+    import commandbus._engine.pacer as pacer_module
 
-    monkeypatch.setattr(worker_module, "_FETCH_BATCH", 2)
+    monkeypatch.setattr(pacer_module, "FETCH_BATCH", 2)
     registry = HandlerRegistry()
 
     @registry.handler(DOMAIN, "Quick")

@@ -85,7 +85,7 @@ async def test_a_lease_commits_and_its_settings_stay_out_of_the_pooled_connectio
     )
     worker = make_worker(pool, schema, HandlerRegistry())
 
-    leases = await worker._dequeue(5)
+    leases, _ = await worker._fetcher.lease("dequeue", 5, alone=True)
 
     assert [lease.command.command_id for lease in leases] == [command_id]
     async with pool.connection() as conn:  # the settings held inside the dequeue
@@ -119,7 +119,7 @@ async def test_a_failed_dequeue_leases_nothing_and_leaves_the_connection_usable(
     worker = make_worker(pool, schema, HandlerRegistry())
 
     with pytest.raises(psycopg.errors.RaiseException, match="lease refused"):
-        await worker._dequeue(5)
+        await worker._fetcher.lease("dequeue", 5, alone=True)
 
     for command_id in command_ids:
         assert await _lease_state(database_url, schema, command_id) == (None, 0, True)

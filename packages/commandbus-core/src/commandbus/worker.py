@@ -9,7 +9,8 @@ The Worker wires parts with one job each (see :mod:`commandbus._engine`): the
 :class:`~commandbus._engine.completer.Completer` records outcomes in batches, the
 :class:`~commandbus._engine.lease_book.LeaseBook` keeps crash isolation, and the
 :class:`~commandbus._engine.cancel_watcher.CancelWatcher` carries operators' cancel
-requests to running handlers. What stays here is the pacing of the fetch loop.
+requests to running handlers, and the :class:`~commandbus._engine.pacer.Pacer` paces the
+fetch lanes. What stays here is the wiring and running one leased command.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from collections.abc import Sequence
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus._channels import command_channel
-from commandbus._consumer import FETCH_STOP_GRACE_S, Consumer
+from commandbus._consumer import Consumer
 from commandbus._engine.cancel_watcher import CancelWatcher, Running
 from commandbus._engine.completer import Completer
 from commandbus._engine.executors import AsyncExecutor, ThreadExecutor, current_owner
 from commandbus._engine.fetcher import Fetcher
 from commandbus._engine.lease_book import LeaseBook
+from commandbus._engine.pacer import Pacer, Slots
 from commandbus._errors import InvalidOperationError
 from commandbus._observe import started_event
 from commandbus._outcomes import (
@@ -40,7 +42,6 @@ from commandbus._outcomes import (
     outcome_for_missing_handler,
 )
 from commandbus._registry import member_id
-from commandbus._tasks import unless_stopped
 from commandbus._validation import (
     check_concurrency,
     check_handler_timeout,
@@ -59,11 +60,6 @@ from commandbus.schedules import Schedule, Scheduler
 __all__ = ["Worker", "current_worker"]
 
 log = logging.getLogger("commandbus.worker")
-
-#: Most messages leased by one statement.
-_FETCH_BATCH = 200
-#: Dequeue statements one worker may have in flight at once.
-_FETCH_LANES = 2
 
 
 def current_worker() -> Worker | None:
@@ -156,12 +152,11 @@ class Worker(Consumer):
             visibility_timeout=self.visibility_timeout,
             max_running=functools.partial(registry.max_running, self.domain),
         )
-        self._handling = 0  # in-flight commands whose handler has not returned yet
-        self._reserved = 0  # slots asked for by dequeues in flight
-        self._backlogged = asyncio.Event()  # the last dequeue filled its batch
-        self._fetch_threshold = 1
-        self._recording_allowance = 0
-        # Set up for each run (or drain) by _prepare:
+        # Set up for each run (or drain) by _assemble:
+        self._slots = Slots(
+            self.concurrency, self._in_flight, self._slot_freed, recording_allowance=0
+        )
+        self._pacer: Pacer | None = None
         self._completer: Completer | None = None
         self._async: AsyncExecutor | None = None
         self._threads: ThreadExecutor | None = None
@@ -183,17 +178,29 @@ class Worker(Consumer):
     def _assemble(self, *, with_clocks: bool) -> list[asyncio.Task[None]]:
         """Build the parts for one run; their background tasks. ``with_clocks``: the
         pruner and the scheduler too (a drain runs what is due, nothing on a clock)."""
-        self._handling = 0
-        self._reserved = 0
-        self._backlogged.clear()
         self._leases.reset()
-        # Lease in batches of at least this many free slots: fewer, larger dequeues.
-        self._fetch_threshold = max(1, min(self.concurrency // 4, 50))
         # Free a slot before its outcome is recorded only if the pool has a connection
         # beyond the handlers' and the listener's: recording then never waits for a
         # handler to end (a long one would let the finished command's lease expire).
         has_spare = self.pool.max_size > self.required_connections()
-        self._recording_allowance = self.concurrency if has_spare else 0
+        self._slots = Slots(
+            self.concurrency,
+            self._in_flight,
+            self._slot_freed,
+            recording_allowance=self.concurrency if has_spare else 0,
+        )
+        self._pacer = Pacer(
+            self._fetcher,
+            self._slots,
+            self._leases,
+            start=self._start,
+            guard=lambda fetch: self._fetch(fetch, log),
+            stopping=lambda: self._stopping,
+            stop_requested=self._stop_requested,
+            wake=self._wake,
+            poll_interval=self.poll_interval,
+            stats=self.stats,
+        )
         self._warn_if_threads_short()
         self._completer = completer = Completer(
             self.pool,
@@ -257,14 +264,12 @@ class Worker(Consumer):
         deadline = loop.time() + timeout
         ran: dict[uuid.UUID, None] = {}
         background = self._assemble(with_clocks=False)
+        assert self._pacer is not None
         try:
             while True:
-                leases, _ = await self._fetcher.lease(
-                    "dequeue", self.concurrency, alone=not self._in_flight
-                )
+                leases = await self._pacer.dequeue(self.concurrency)
                 if not leases:
                     return list(ran)
-                self.stats["received"] += len(leases)
                 for lease in leases:
                     ran.setdefault(lease.command.command_id, None)
                 self._start(leases)
@@ -287,117 +292,11 @@ class Worker(Consumer):
             finally:
                 await self._release()
 
-    # -- fetching ------------------------------------------------------------------
+    # -- fetching and running ------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        """Lease while there is room, in up to :data:`_FETCH_LANES` dequeues at once: the
-        next lease overlaps the one in flight and the running handlers, so the worker
-        does not wait for each round trip before asking for more."""
-        count = _FETCH_LANES if self.concurrency >= 2 * self._fetch_threshold else 1
-        if count == 1:
-            await self._fetch_lane(first=True)
-            return
-        lanes = [asyncio.create_task(self._fetch_lane(first=i == 0)) for i in range(count)]
-        try:
-            pending = set(lanes)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for lane in done:
-                    error = None if lane.cancelled() else lane.exception()
-                    if error is not None:  # as it is (no exception group): "not migrated"
-                        raise error
-                self._backlogged.set()  # a lane ended (stopping): the parked ones end too
-        finally:
-            for lane in lanes:
-                lane.cancel()
-            await asyncio.gather(*lanes, return_exceptions=True)
-
-    async def _fetch_lane(self, *, first: bool) -> None:
-        leases_book = self._leases
-        loop = asyncio.get_running_loop()
-        while not self._stopping:
-            if not first and not self._backlogged.is_set():
-                # Only a backlog is worth a second dequeue in flight; an idle worker
-                # woken by one NOTIFY sends one dequeue, not one per lane.
-                await self._backlogged.wait()
-                continue
-            if leases_book.isolating:
-                if not first:  # the first lane alone rescues; the others stand by
-                    self._slot_freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._slot_freed.wait(), self.poll_interval)
-                    continue
-                # A lease expired without an outcome: its command runs alone, once
-                # nothing else of ours is in flight (see LeaseBook).
-                wait = leases_book.until_bystanders_done(loop.time())
-                if wait is not None or self._reserved:
-                    self._slot_freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._slot_freed.wait(), wait)
-                    continue
-                leases_book.solo = False
-                if leases_book.expired_waiting and await self._rescue():
-                    continue
-            # A slot frees when its handler returns: recording the outcome is batched
-            # and must not hold up new work. Up to `_recording_allowance` commands more
-            # may wait for their outcome to commit; beyond that, recording is the
-            # bottleneck and leasing more would only run leases down.
-            recording = len(self._in_flight) - self._handling
-            backlog = max(0, recording - self._recording_allowance)
-            free = self.concurrency - self._handling - backlog - self._reserved
-            if free < self._fetch_threshold and (self._in_flight or self._reserved):
-                # Wait for room for a worthwhile batch: leasing one message per freed
-                # slot would cost one dequeue statement per command.
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            self._wake.clear()
-            wanted = min(free, _FETCH_BATCH)
-            self._reserved += wanted
-            try:
-                leases, pause = await self._fetch(self._dequeue(wanted), log)
-                self._start(leases)
-            finally:
-                self._reserved -= wanted
-                self._slot_freed.set()  # another lane may use what this one left
-            if len(leases) == wanted:
-                self._backlogged.set()
-                continue
-            self._backlogged.clear()
-            if not leases_book.expired_waiting:
-                # The queue is drained: sleep until woken or polled.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), pause)
-
-    async def _dequeue(self, limit: int) -> list[Lease]:
-        leases, expired = await self._fetcher.lease("dequeue", limit, alone=not self._in_flight)
-        if expired:
-            self._leases.expired_waiting = True
-        self.stats["received"] += len(leases)
-        return leases
-
-    async def _rescue(self) -> bool:
-        """Lease one command whose lease expired and run it alone; False if none is left."""
-        try:
-            leases = await unless_stopped(
-                self._lease_rescue(), self._stop_requested, FETCH_STOP_GRACE_S
-            )
-        except Exception:
-            log.exception("rescuing an expired lease failed for domain %r", self.domain)
-            return False
-        finally:
-            self._leases.expired_waiting = False
-        if not leases:
-            return False
-        self.stats["received"] += 1
-        self.stats["rescued"] += 1
-        self._leases.solo = True
-        self._start(leases)
-        return True
-
-    async def _lease_rescue(self) -> list[Lease]:
-        leases, _ = await self._fetcher.lease("rescue", 1, alone=not self._in_flight)
-        return leases
+        assert self._pacer is not None
+        await self._pacer.run()
 
     def _start(self, leases: list[Lease]) -> None:
         if not leases:
@@ -410,7 +309,7 @@ class Worker(Consumer):
             self._warn_if_budget_differs(leases)
         for lease in leases:
             task = asyncio.create_task(self._process(lease))
-            self._handling += 1
+            self._slots.handling += 1
             self._in_flight.add(task)
             task.add_done_callback(functools.partial(self._on_task_done, lease.lease_id))
 
@@ -432,7 +331,7 @@ class Worker(Consumer):
         try:
             outcome = await self._handle(lease)
         finally:
-            self._handling -= 1
+            self._slots.handling -= 1
             self._slot_freed.set()
         if outcome is not None and self._completer is not None:
             # A failure to record was logged once by the completer; the lease will expire.

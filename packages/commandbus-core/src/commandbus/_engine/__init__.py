@@ -1,7 +1,8 @@
 """The worker's parts, each with one job; :class:`commandbus.Worker` wires them.
 
 ```
-Worker          start / stop(timeout) / drain(); the fetch loop's pacing
+Worker          start / stop(timeout) / drain(); runs one leased command
+  Pacer         when to lease and how much: ahead of free Slots, up to two dequeues
   Fetcher       leases commands: the dequeue statement, concurrency limits, pause
   LeaseBook     crash isolation: what is in flight until when, rescue one alone
   executors     AsyncExecutor / ThreadExecutor: run one handler, return its Outcome

@@ -38,7 +38,8 @@ class Fetcher:
     ) -> None:
         self._pool = pool
         self._schema = schema
-        self._domain = domain
+        #: The domain it leases from.
+        self.domain = domain
         self._worker = worker
         self._visibility_timeout = visibility_timeout
         self._max_running = max_running
@@ -50,7 +51,7 @@ class Fetcher:
         outcome (the worker then rescues it). ``alone``: nothing else of the worker is in
         flight (a single command leased now runs alone, see rescue.sql)."""
         params = {
-            "domain": self._domain,
+            "domain": self.domain,
             "limit": limit,
             "lease": self._visibility_timeout,
             "worker": self._worker,
@@ -61,7 +62,7 @@ class Fetcher:
             if self._limited is None or now - self._limits_read_at > LIMITS_REREAD_S:
                 declared = self._max_running() if self._limited is None else {}
                 self._limited = await _store.declare_limits(
-                    conn, self._schema, self._domain, declared
+                    conn, self._schema, self.domain, declared
                 )
                 self._limits_read_at = now
             limited = self._limited and statement == "dequeue"
