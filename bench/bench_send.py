@@ -32,7 +32,6 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from commandbus import CommandBus, SendRequest, migrate
-from commandbus._send import prepare_send
 from commandbus.testing import find_server_binaries, postgres_server
 
 BATCH = 1_000
@@ -86,11 +85,9 @@ async def concurrent_sends(bus: CommandBus, n: int, tasks: int, *, notify: bool)
     per_task = n // tasks
 
     async def send(request: SendRequest) -> None:
-        prepared = prepare_send(
-            [request], schema=bus.schema, default_max_attempts=bus.default_max_attempts
-        )
-        prepared.params["channels"] = []
-        await bus._execute_send(prepared, None)
+        prepared = bus.sender.prepare([request])
+        prepared.params["channels"] = ""
+        await bus.sender.write(prepared, None)
 
     async def sender() -> None:
         for request in requests(per_task):

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from commandbus import DuplicateCommandError, SendRequest, ValidationError
+from commandbus._channels import command_channel
 from commandbus._send import prepare_send
 from core.test_validation import BAD_SEND_ARGUMENTS, VALID, _case_id
 
@@ -40,7 +41,7 @@ def test_a_send_becomes_one_json_array_with_defaults_applied() -> None:
     ]
     assert rows[0]["data"] == {"amount": 1}
     # Only a domain with a command due now is notified.
-    assert len(prepared.params["channels"]) == 1
+    assert prepared.params["channels"] == command_channel("cb", "payments")
     assert prepared.keys == (("payments", first.command_id), ("mail", later.command_id))
 
 

@@ -180,7 +180,7 @@ def prepare_send(
     params: dict[str, Any] = {
         "commands": commands,
         "batch_id": batch_id,
-        "channels": sorted(command_channel(schema, d) for d in due_domains),
+        "channels": ",".join(sorted(command_channel(schema, d) for d in due_domains)),
         "trace_context": None,
     }
     return PreparedSend(

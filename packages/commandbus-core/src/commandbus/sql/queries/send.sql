@@ -7,7 +7,9 @@
 --     skipped, the caller sees its row missing from the result, raises and rolls back;
 --   "" when the statement runs alone in autocommit: a duplicate fails the whole statement
 --     with unique_violation, so nothing is written, in one round trip.
--- At most one NOTIFY per distinct, due domain. `trace_context`: the sending span's
+-- At most one NOTIFY per distinct, due domain: `channels` is their names joined by commas
+-- (a channel name has none), one text parameter rather than an array (cheaper to bind on
+-- the one-command send, the common case). `trace_context`: the sending span's
 -- propagation headers (JSON), NULL unless tracing is on; one send is one span.
 WITH cmd AS (
     INSERT INTO {schema}.commands
@@ -23,5 +25,5 @@ WITH cmd AS (
     RETURNING domain, command_id, msg_id
 )
 SELECT domain, command_id, msg_id,
-       (SELECT count(pg_notify(c, '')) FROM unnest(%(channels)s::text[]) AS c) AS notified
+       (SELECT count(pg_notify(c, '')) FROM string_to_table(%(channels)s::text, ',') AS c) AS notified
 FROM cmd
