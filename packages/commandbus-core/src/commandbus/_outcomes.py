@@ -266,7 +266,11 @@ def finish_params(
         "error_traceback": [o.error_traceback for o in outcomes],
         "retry_delay": [o.retry_delay for o in outcomes],
         "event_type": [o.event_type for o in outcomes],
-        "details": [json.dumps(o.details, default=str) for o in outcomes],
+        # A success writes no audit row (finish.sql): its details are never read.
+        "details": [
+            None if o.event_type == "COMPLETED" else json.dumps(o.details, default=str)
+            for o in outcomes
+        ],
         "reply_outcome": [
             None if o.reply_outcome is None else o.reply_outcome.value for o in outcomes
         ],
